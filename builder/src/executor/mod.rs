@@ -1,0 +1,1 @@
+//! The `RUN` executor: a namespace sandbox for one build step.

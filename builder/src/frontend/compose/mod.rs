@@ -1,0 +1,1 @@
+//! The compose frontend: loading, merging, interpolation and build requests.

@@ -1,0 +1,1 @@
+//! Layers: deterministic tar writing and safe, whiteout-aware unpacking.

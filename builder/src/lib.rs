@@ -1,0 +1,32 @@
+//! kiln's build engine.
+//!
+//! A build flows through these modules, in order:
+//!
+//! - [`frontend`]: Dockerfiles and compose files in, typed build descriptions out
+//!   (no execution).
+//! - graph and solver: ops (base image, context, exec, copy, meta) with cache keys,
+//!   run in parallel where independent.
+//! - [`executor`]: runs `RUN` steps in a namespace sandbox (the one module allowed
+//!   `unsafe`).
+//! - [`layer`]: deterministic layer tars, compressed and hashed in one streaming pass;
+//!   safe, whiteout-aware unpacking.
+//! - [`store`]: the content store, itself a valid OCI image layout.
+//!
+//! Libraries never print: progress is reported as [`progress::Event`]s.
+//!
+//! ```no_run
+//! use kiln_builder::store::Store;
+//!
+//! let store = Store::open_default()?;
+//! for image in store.images()? {
+//!     println!("{} {}", image.name, image.digest);
+//! }
+//! # Ok::<(), kiln_builder::store::Error>(())
+//! ```
+
+pub mod digest;
+pub mod executor;
+pub mod frontend;
+pub mod layer;
+pub mod progress;
+pub mod store;

@@ -1,0 +1,1 @@
+//! CycloneDX 1.6 SBOMs and the package catalogers that fill them.
