@@ -143,6 +143,15 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.hasher.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hasher.is_empty()
+    }
+
     /// The inner writer, the digest and the byte count of what passed through.
     pub fn finish(self) -> (W, Digest, u64) {
         let len = self.hasher.len();
