@@ -26,7 +26,9 @@
 
 pub mod digest;
 pub mod executor;
+pub mod export;
 pub mod frontend;
+pub mod image;
 pub mod layer;
 pub mod progress;
 pub mod store;

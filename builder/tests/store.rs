@@ -30,8 +30,12 @@ fn concurrent_writers_of_one_blob_both_succeed_with_one_intact_blob() {
     let barrier = Arc::new(Barrier::new(writers));
     let handles: Vec<_> = (0..writers)
         .map(|_| {
-            let (root, content, expected, barrier) =
-                (root.clone(), content.clone(), expected.clone(), barrier.clone());
+            let (root, content, expected, barrier) = (
+                root.clone(),
+                content.clone(),
+                expected.clone(),
+                barrier.clone(),
+            );
             thread::spawn(move || {
                 // Each writer opens its own store handle, as separate processes do.
                 let store = Store::open(&root).unwrap();
@@ -51,7 +55,12 @@ fn concurrent_writers_of_one_blob_both_succeed_with_one_intact_blob() {
     }
     let store = Store::open(&root).unwrap();
     assert_eq!(Digest::of(&store.read_blob(&expected).unwrap()), expected);
-    assert_eq!(std::fs::read_dir(root.join("blobs/sha256")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(root.join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        1
+    );
     assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
 }
 
@@ -87,7 +96,11 @@ fn index_stays_valid_under_concurrent_tagging() {
     for handle in handles {
         handle.join().unwrap();
     }
-    let names: std::collections::BTreeSet<_> =
-        store.images().unwrap().into_iter().map(|i| i.name).collect();
+    let names: std::collections::BTreeSet<_> = store
+        .images()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
     assert_eq!(names.len(), threads * tags_each);
 }

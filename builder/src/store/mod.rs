@@ -348,10 +348,12 @@ impl Store {
         descriptor: &Descriptor,
     ) -> Result<(u64, Option<String>), Error> {
         let path = self.blob_path(&descriptor.digest);
-        let manifest: serde_json::Value = serde_json::from_slice(&self.read_blob(&descriptor.digest)?)
-            .map_err(|e| Error::Corrupt {
-                path: path.clone(),
-                reason: e.to_string(),
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&self.read_blob(&descriptor.digest)?).map_err(|e| {
+                Error::Corrupt {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }
             })?;
         let mut size = descriptor.size;
         let descriptor_size = |v: &serde_json::Value| v.get("size").and_then(|s| s.as_u64());
@@ -368,9 +370,9 @@ impl Store {
             if let Some(digest) = digest.filter(|d| self.has_blob(d)) {
                 let config: serde_json::Value = serde_json::from_slice(&self.read_blob(&digest)?)
                     .map_err(|e| Error::Corrupt {
-                        path: self.blob_path(&digest),
-                        reason: e.to_string(),
-                    })?;
+                    path: self.blob_path(&digest),
+                    reason: e.to_string(),
+                })?;
                 created = config
                     .get("created")
                     .and_then(|c| c.as_str())
@@ -413,11 +415,12 @@ impl Store {
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| Error::Io {
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            Error::Io {
                 path,
                 source: e.into(),
-            })?;
+            }
+        })?;
         Ok(IndexLock { _file: file })
     }
 
@@ -433,6 +436,100 @@ impl Store {
             path: path.to_owned(),
             source: e.error,
         })?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The blobs an image needs: its manifest (or index, recursively), configs
+    /// and layers. Blobs missing from the store are listed all the same; the
+    /// caller decides whether that is an error.
+    pub fn image_blobs(&self, root: &Descriptor) -> Result<Vec<Descriptor>, Error> {
+        let mut out = vec![root.clone()];
+        let mut pending = vec![root.clone()];
+        while let Some(descriptor) = pending.pop() {
+            let bytes = self.read_blob(&descriptor.digest)?;
+            let doc: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                    path: self.blob_path(&descriptor.digest),
+                    reason: e.to_string(),
+                })?;
+            let parse = |v: &serde_json::Value| -> Result<Descriptor, Error> {
+                serde_json::from_value(v.clone()).map_err(|e| Error::Corrupt {
+                    path: self.blob_path(&descriptor.digest),
+                    reason: format!("bad descriptor: {e}"),
+                })
+            };
+            if let Some(manifests) = doc.get("manifests").and_then(|m| m.as_array()) {
+                for m in manifests {
+                    let child = parse(m)?;
+                    if self.has_blob(&child.digest) {
+                        pending.push(child.clone());
+                        out.push(child);
+                    }
+                }
+            }
+            if let Some(config) = doc.get("config") {
+                out.push(parse(config)?);
+            }
+            if let Some(layers) = doc.get("layers").and_then(|l| l.as_array()) {
+                for layer in layers {
+                    out.push(parse(layer)?);
+                }
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        out.retain(|d| seen.insert(d.digest.clone()));
+        Ok(out)
+    }
+
+    /// Copies the image named `name` in the OCI layout at `layout` into the
+    /// store (each blob verified) and names it `as_name` here.
+    pub fn import_layout(
+        &self,
+        layout: &Path,
+        name: &str,
+        as_name: &str,
+    ) -> Result<Descriptor, Error> {
+        let source = Store {
+            root: layout.to_owned(),
+        };
+        let root = source.resolve(name)?;
+        for blob in source.image_blobs(&root)? {
+            if self.has_blob(&blob.digest) {
+                continue;
+            }
+            let mut file = source.open_blob(&blob.digest)?;
+            self.write_blob_verified(&mut file, &blob.digest, Some(blob.size))?;
+        }
+        let mut descriptor = root.clone();
+        descriptor.annotations.remove(REF_NAME_ANNOTATION);
+        self.tag(as_name, &descriptor)?;
+        Ok(descriptor)
+    }
+
+    /// Writes the image `descriptor` (with every blob it needs) into a new or
+    /// existing OCI layout at `layout`, named `name` there.
+    pub fn export_layout(
+        &self,
+        descriptor: &Descriptor,
+        layout: &Path,
+        name: &str,
+    ) -> Result<(), Error> {
+        let target = Store::open(layout)?;
+        for blob in self.image_blobs(descriptor)? {
+            if target.has_blob(&blob.digest) {
+                continue;
+            }
+            let mut file = self.open_blob(&blob.digest)?;
+            target.write_blob_verified(&mut file, &blob.digest, Some(blob.size))?;
+        }
+        let mut clean = descriptor.clone();
+        clean.annotations.remove(REF_NAME_ANNOTATION);
+        target.tag(name, &clean)?;
+        // A layout handed to other tools carries no kiln scratch directory.
+        let _ = fs::remove_dir(target.tmp_dir());
+        let _ = fs::remove_file(target.root.join("index.lock"));
         Ok(())
     }
 }
@@ -467,12 +564,10 @@ impl BlobWriter {
     ) -> Result<(Digest, u64), Error> {
         let (buffered, digest, size) = self.inner.finish();
         let tmp_dir = self.store.tmp_dir();
-        let tmp = buffered
-            .into_inner()
-            .map_err(|e| Error::Io {
-                path: tmp_dir.clone(),
-                source: e.into_error(),
-            })?;
+        let tmp = buffered.into_inner().map_err(|e| Error::Io {
+            path: tmp_dir.clone(),
+            source: e.into_error(),
+        })?;
         if let Some(expected) = expected {
             if *expected != digest {
                 return Err(Error::DigestMismatch {
@@ -569,7 +664,10 @@ mod tests {
         let err = store
             .write_blob_verified(&mut &b"hello"[..], &digest, Some(4))
             .unwrap_err();
-        assert!(matches!(err, Error::SizeMismatch { actual: 5, .. }), "{err}");
+        assert!(
+            matches!(err, Error::SizeMismatch { actual: 5, .. }),
+            "{err}"
+        );
         assert!(!store.has_blob(&digest));
         assert_eq!(tmp_entries(&store), 0);
     }

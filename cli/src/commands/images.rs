@@ -29,7 +29,12 @@ pub fn run(args: Args, printer: &Printer) -> Result<(), Failure> {
         }
         return Ok(());
     }
-    let width = images.iter().map(|i| i.name.len()).max().unwrap_or(4).max(4);
+    let width = images
+        .iter()
+        .map(|i| i.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     printer.data(&format!(
         "{:<width$}  {:<19}  {:>10}  CREATED",
         "NAME", "DIGEST", "SIZE"
