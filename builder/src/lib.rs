@@ -24,11 +24,13 @@
 //! # Ok::<(), kiln_builder::store::Error>(())
 //! ```
 
+pub mod cache;
 pub mod digest;
 pub mod executor;
 pub mod export;
 pub mod frontend;
 pub mod image;
 pub mod layer;
+pub mod platform;
 pub mod progress;
 pub mod store;
