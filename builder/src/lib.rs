@@ -33,4 +33,5 @@ pub mod image;
 pub mod layer;
 pub mod platform;
 pub mod progress;
+pub mod snapshot;
 pub mod store;
