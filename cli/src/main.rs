@@ -7,6 +7,7 @@
 
 mod commands;
 mod printer;
+mod progress;
 
 use std::process::ExitCode;
 
