@@ -24,6 +24,7 @@
 //! # Ok::<(), kiln_builder::store::Error>(())
 //! ```
 
+pub mod build;
 pub mod cache;
 pub mod digest;
 pub mod executor;
