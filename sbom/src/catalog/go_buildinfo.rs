@@ -157,7 +157,9 @@ pub(crate) fn packages(go_version: &str, modules: &str) -> Vec<Package> {
                     dependencies.last_mut()
                 };
                 if let Some(module) = target {
-                    if version.is_empty() {
+                    // A directory replacement (`=> ./greet (devel)`) has no version of its own.
+                    let local = path.starts_with('.') || path.starts_with('/');
+                    if local || version.is_empty() || version == "(devel)" {
                         module.replaced_by = Some(path);
                     } else {
                         module.path = path;
@@ -265,7 +267,7 @@ pub(crate) mod testing {
 mod tests {
     use super::*;
 
-    const MODULES: &str = "path\texample.com/app\nmod\texample.com/app\t(devel)\t\ndep\tgithub.com/a/b\tv1.2.3\th1:abc=\ndep\tgolang.org/x/old\tv0.1.0\th1:x=\n=>\tgolang.org/x/new\tv0.2.0\th1:y=\ndep\texample.com/local\tv0.0.0\n=>\t./local\t\t\nbuild\tGOOS=linux\nbuild\t-ldflags=-s\n";
+    const MODULES: &str = "path\texample.com/app\nmod\texample.com/app\t(devel)\t\ndep\tgithub.com/a/b\tv1.2.3\th1:abc=\ndep\tgolang.org/x/old\tv0.1.0\th1:x=\n=>\tgolang.org/x/new\tv0.2.0\th1:y=\ndep\texample.com/local\tv0.0.0\n=>\t./local\t(devel)\t\nbuild\tGOOS=linux\nbuild\t-ldflags=-s\n";
 
     #[test]
     fn decodes_a_block_and_lists_modules() {
