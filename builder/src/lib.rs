@@ -24,9 +24,12 @@
 //! # Ok::<(), kiln_builder::store::Error>(())
 //! ```
 
+pub mod context;
+pub mod copy;
 pub mod digest;
 pub mod executor;
 pub mod frontend;
 pub mod layer;
 pub mod progress;
+pub mod rootfs;
 pub mod store;
