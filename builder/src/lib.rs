@@ -26,6 +26,8 @@
 
 pub mod build;
 pub mod cache;
+pub mod context;
+pub mod copy;
 pub mod digest;
 pub mod executor;
 pub mod export;
@@ -34,5 +36,6 @@ pub mod image;
 pub mod layer;
 pub mod platform;
 pub mod progress;
+pub mod rootfs;
 pub mod snapshot;
 pub mod store;
