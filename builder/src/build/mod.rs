@@ -32,7 +32,7 @@ use crate::copy;
 use crate::digest::Digest;
 use crate::executor::{self, CancelToken};
 use crate::frontend::dockerfile::{
-    self, Base, CommandLine, Healthcheck, HealthcheckCommand, ResolveOptions, ResolvedInstruction,
+    self, Base, CommandLine, Healthcheck, ResolveOptions, ResolvedInstruction,
     ResolvedStage, StageOrImage, Step,
 };
 use crate::image::{self, Format, History, ImageConfig, Manifest, chain_ids};
@@ -486,13 +486,13 @@ fn next_step_number(shared: &Shared<'_>) -> usize {
 
 fn healthcheck_config(hc: &Healthcheck) -> Option<image::Healthcheck> {
     let nanos = |d: &Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64);
-    match &hc.command {
-        HealthcheckCommand::None => Some(image::Healthcheck {
+    match hc {
+        Healthcheck::None => Some(image::Healthcheck {
             test: Some(vec!["NONE".into()]),
             ..Default::default()
         }),
-        HealthcheckCommand::Cmd(cmd) => {
-            let test = match cmd {
+        Healthcheck::Check(check) => {
+            let test = match &check.command {
                 CommandLine::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
                 CommandLine::Exec(v) => {
                     let mut t = vec!["CMD".to_owned()];
@@ -502,11 +502,11 @@ fn healthcheck_config(hc: &Healthcheck) -> Option<image::Healthcheck> {
             };
             Some(image::Healthcheck {
                 test: Some(test),
-                interval: nanos(&hc.interval),
-                timeout: nanos(&hc.timeout),
-                start_period: nanos(&hc.start_period),
-                start_interval: nanos(&hc.start_interval),
-                retries: hc.retries.map(i64::from),
+                interval: nanos(&check.interval),
+                timeout: nanos(&check.timeout),
+                start_period: nanos(&check.start_period),
+                start_interval: nanos(&check.start_interval),
+                retries: check.retries.map(i64::from),
             })
         }
     }
@@ -685,7 +685,7 @@ fn run_step(
                     .iter()
                     .map(|h| copy::Heredoc {
                         name: h.name.clone(),
-                        body: h.body.clone(),
+                        body: h.content.clone(),
                     })
                     .collect(),
                 dest: c.dest.clone(),
@@ -739,7 +739,7 @@ fn run_step(
                     .iter()
                     .map(|h| copy::Heredoc {
                         name: h.name.clone(),
-                        body: h.body.clone(),
+                        body: h.content.clone(),
                     })
                     .collect(),
                 dest: a.dest.clone(),
@@ -836,11 +836,50 @@ fn run_step(
     Ok(())
 }
 
+/// The frontend's typed `--chmod`, as text the copier parses.
+fn chmod_text(chmod: &dockerfile::Chmod) -> String {
+    match chmod {
+        dockerfile::Chmod::Octal(mode) => format!("{mode:04o}"),
+        dockerfile::Chmod::Symbolic(clauses) => clauses
+            .iter()
+            .map(|c| {
+                let mut who = String::new();
+                for (bits, letter) in [(0o700, 'u'), (0o070, 'g'), (0o007, 'o')] {
+                    if c.who & bits != 0 {
+                        who.push(letter);
+                    }
+                }
+                let op = match c.op {
+                    dockerfile::ChmodOp::Add => '+',
+                    dockerfile::ChmodOp::Remove => '-',
+                    dockerfile::ChmodOp::Set => '=',
+                };
+                let p = &c.perms;
+                let mut perms = String::new();
+                for (on, letter) in [
+                    (p.read, 'r'),
+                    (p.write, 'w'),
+                    (p.execute, 'x'),
+                    (p.execute_if_any, 'X'),
+                    (p.set_id, 's'),
+                    (p.sticky, 't'),
+                ] {
+                    if on {
+                        perms.push(letter);
+                    }
+                }
+                format!("{who}{op}{perms}")
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
 fn chmod_of(chmod: &Option<dockerfile::Chmod>, location: &str) -> Result<Option<copy::Chmod>, Error> {
     match chmod {
         None => Ok(None),
         Some(c) => {
-            let text = c.to_string();
+            let text = chmod_text(c);
             text.parse::<copy::Chmod>().map(Some).map_err(|_| Error::Unsupported {
                 location: location.to_owned(),
                 what: format!("--chmod={text}"),
@@ -877,10 +916,11 @@ fn ensure_snapshots(shared: &Shared<'_>, layers: &[LayerRef], location: &str, in
     for (layer, chain) in layers.iter().zip(&chains) {
         let dir = shared.snapshots.ensure(chain, |dest: &Path| -> Result<(), Error> {
             let blob = shared.store.open_blob(&layer.digest)?;
+            // The executor mounts overlayfs with `userxattr`, so opaque markers
+            // of lower dirs live in the user namespace.
             let options = layer::ApplyOptions {
-                mode: layer::ApplyMode::OverlayLowerDir,
-                expected_diff_id: Some(layer.diff_id.clone()),
-                ..Default::default()
+                overlay_xattrs: layer::OverlayXattrNamespace::User,
+                ..layer::ApplyOptions::overlay_lower_dir(Some(layer.diff_id.clone()))
             };
             layer::unpack_layer(std::io::BufReader::new(blob), dest, &options).map_err(|source| {
                 Error::Layer {
@@ -911,7 +951,7 @@ fn write_options(shared: &Shared<'_>) -> layer::WriteOptions {
             Format::Oci => layer::ManifestFormat::Oci,
             Format::Docker => layer::ManifestFormat::Docker,
         },
-        source_date_epoch: shared.request.source_date_epoch.map(layer::SourceDateEpoch::from_secs),
+        source_date_epoch: shared.request.source_date_epoch.map(layer::SourceDateEpoch),
         exclude: Vec::new(),
     }
 }
@@ -1047,7 +1087,7 @@ fn execute_run(
             });
         }
     };
-    let outcome = executor::run(&spec, &mut output, shared.cancel).map_err(|e| match e {
+    let outcome = executor::run(&spec, shared.cancel, &mut output).map_err(|e| match e {
         executor::Error::Cancelled => Error::Cancelled,
         other => exec_err(other),
     })?;

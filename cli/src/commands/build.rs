@@ -9,7 +9,13 @@ use kiln_builder::build::{
 use kiln_builder::image::Format;
 use kiln_builder::platform::Platform;
 
+use kiln_builder::build;
+use kiln_builder::executor::CancelToken;
+use kiln_builder::export::{self, Output};
+use kiln_builder::store::Store;
+
 use super::Failure;
+use crate::printer::Printer;
 use crate::progress;
 
 #[derive(Debug, clap::Args)]
@@ -186,6 +192,98 @@ impl Args {
         request.source_date_epoch = self.source_date_epoch;
         Ok(request)
     }
+}
+
+/// `--output type=…,dest=…`.
+fn parse_output(spec: &str) -> Result<Output, Failure> {
+    let mut kind = None;
+    let mut dest = None;
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("type", v)) => kind = Some(v.to_owned()),
+            Some(("dest", v)) => dest = Some(PathBuf::from(v)),
+            _ => {
+                return Err(Failure::usage(format!("invalid --output {spec:?}"))
+                    .with_hint("use --output type=oci|oci-dir|docker,dest=PATH"));
+            }
+        }
+    }
+    let dest = dest.ok_or_else(|| {
+        Failure::usage(format!("--output {spec:?} needs dest=PATH"))
+            .with_hint("use --output type=oci|oci-dir|docker,dest=PATH")
+    })?;
+    match kind.as_deref() {
+        Some("oci") => Ok(Output::OciTar(dest)),
+        Some("oci-dir") | Some("local") => Ok(Output::OciDir(dest)),
+        Some("docker") => Ok(Output::DockerTar(dest)),
+        other => Err(Failure::usage(format!(
+            "unknown --output type {:?}",
+            other.unwrap_or("")
+        ))
+        .with_hint("kiln writes type=oci (tar), type=oci-dir and type=docker (tar)")),
+    }
+}
+
+/// Turns a build error into what the user sees.
+pub fn build_failure(error: &build::Error) -> Failure {
+    let mut failure = Failure::from_error(error);
+    if let build::Error::StepFailed { output_tail, .. } = error {
+        for line in output_tail {
+            failure.causes.push(format!("| {line}"));
+        }
+    }
+    if let Some(hint) = error.hint() {
+        failure = failure.with_hint(hint);
+    }
+    failure
+}
+
+pub fn run(args: Args, printer: &Printer) -> Result<(), Failure> {
+    let request = args.request()?;
+    let outputs: Vec<Output> = args
+        .outputs
+        .iter()
+        .map(|o| parse_output(o))
+        .collect::<Result<_, _>>()?;
+    if args.push && args.tags.is_empty() {
+        return Err(Failure::usage("--push needs at least one -t/--tag")
+            .with_hint("name the image to push with -t REGISTRY/REPO:TAG"));
+    }
+    let store = Store::open_default()?;
+    let tail = progress::OutputTail::default();
+    let reporter = progress::reporter(args.progress, tail);
+    let cancel = CancelToken::new();
+    crate::signals::cancel_on_interrupt(&cancel);
+    let output = build::build(&store, &request, &reporter, &cancel).map_err(|e| build_failure(&e))?;
+    for out in &outputs {
+        export::export(&store, &output.descriptor, &output.tags, out).map_err(|e| Failure::from_error(&e))?;
+        printer.info(&format!("wrote {}", out.dest().display()));
+    }
+    let digest = output.descriptor.digest.to_string();
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, &digest)
+            .map_err(|e| Failure::new(format!("writing {}: {e}", path.display())))?;
+    }
+    if let Some(path) = &args.metadata_file {
+        let metadata = serde_json::json!({
+            "containerimage.digest": digest,
+            "containerimage.config.digest": output.config_digest.to_string(),
+            "image.name": output.tags.join(","),
+            "kiln.steps.run": output.steps_run,
+            "kiln.steps.cached": output.steps_cached,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&metadata).expect("json"))
+            .map_err(|e| Failure::new(format!("writing {}: {e}", path.display())))?;
+    }
+    if args.push {
+        for tag in &output.tags {
+            let pushed = super::push::push_from_store(&store, tag, &[tag.clone()], &args.insecure_registries, printer)?;
+            printer.info(&format!("pushed {tag}"));
+            let _ = pushed;
+        }
+    }
+    printer.data(&digest);
+    Ok(())
 }
 
 #[cfg(test)]

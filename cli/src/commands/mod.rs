@@ -1,6 +1,11 @@
 //! Command-line definitions and dispatch; each command lives in its own file.
 
+mod build;
+mod debug;
 mod images;
+mod pull;
+mod push;
+mod tag;
 
 use clap::{Parser, Subcommand};
 
@@ -19,8 +24,19 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile and a context
+    Build(Box<build::Args>),
     /// List the images in kiln's store (name, digest, size, created)
     Images(images::Args),
+    /// Pull an image into the store, verifying every blob
+    Pull(pull::Args),
+    /// Push an image from the store or an OCI layout to a registry
+    Push(push::Args),
+    /// Give an image on a registry more tags, without pulling its layers
+    Tag(tag::Args),
+    /// Tools for looking inside kiln
+    #[command(subcommand)]
+    Debug(debug::Args),
 }
 
 /// A failed command: what to tell the user, and how to exit.
@@ -80,6 +96,37 @@ impl From<kiln_builder::store::Error> for Failure {
 
 pub fn run(cli: Cli, printer: &Printer) -> Result<(), Failure> {
     match cli.command {
+        Command::Build(args) => build::run(*args, printer),
         Command::Images(args) => images::run(args, printer),
+        Command::Pull(args) => pull::run(args, printer),
+        Command::Push(args) => push::run(args, printer),
+        Command::Tag(args) => tag::run(args, printer),
+        Command::Debug(args) => debug::run(args, printer),
+    }
+}
+
+/// A registry client for the CLI: credentials from the environment (docker
+/// config, `REGISTRY_AUTH_FILE`, `GITHUB_TOKEN` for ghcr.io).
+pub fn registry_client(insecure: &[String]) -> kiln_registry::RegistryClient {
+    kiln_registry::RegistryClient::new(kiln_registry::ClientConfig {
+        insecure_registries: insecure.to_vec(),
+        ..Default::default()
+    })
+}
+
+/// The async runtime registry commands run on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(format!("starting the async runtime: {e}")))
+}
+
+impl Cli {
+    /// Whether the command runs build steps or unpacks layers, and so must run as
+    /// root (of a user namespace, when kiln is started by a plain user).
+    pub fn needs_root(&self) -> bool {
+        matches!(self.command, Command::Build(_))
     }
 }
