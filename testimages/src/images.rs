@@ -310,6 +310,7 @@ fn cached(
                     cache: final_dir,
                 });
             }
+            rootfs::remove_stale_work_dirs(&root, &format!("work-{name}-"));
             let partial = root.join(format!("{name}-{key}.partial"));
             if partial.exists() {
                 fs::remove_dir_all(&partial).map_err(Error::io("remove", &partial))?;

@@ -171,11 +171,31 @@ fn token_mode_hands_out_tokens_the_registry_accepts() {
     forged.push(if last == 'A' { 'B' } else { 'A' });
     assert_eq!(get(&agent, &v2, Some(&format!("Bearer {forged}"))).0, 401);
 
+    // The OAuth2 form (as docker uses with identity tokens) works too.
+    let mut oauth = agent
+        .post(&realm)
+        .send_form([
+            ("grant_type", "password"),
+            ("username", user.as_str()),
+            ("password", password.as_str()),
+            ("service", TOKEN_SERVICE),
+            ("scope", "repository:team/app:pull"),
+            ("client_id", "kiln-tests"),
+        ])
+        .unwrap();
+    assert_eq!(oauth.status().as_u16(), 200);
+    let oauth: serde_json::Value =
+        serde_json::from_str(&oauth.body_mut().read_to_string().unwrap()).unwrap();
+    let oauth_bearer = format!("Bearer {}", oauth["access_token"].as_str().unwrap());
+    assert_eq!(get(&agent, &tags, Some(&oauth_bearer)).0, 404);
+
     let requests = registry.token_requests();
     assert_eq!(
         requests.iter().map(|r| r.status).collect::<Vec<_>>(),
-        [401, 401, 200]
+        [401, 401, 200, 200]
     );
+    assert_eq!(requests[3].method, "POST");
+    assert_eq!(requests[3].scopes, ["repository:team/app:pull"]);
     assert_eq!(requests[2].scopes, [scope]);
     assert_eq!(requests[2].account.as_deref(), Some(user.as_str()));
     assert_eq!(requests[2].service.as_deref(), Some(TOKEN_SERVICE));
