@@ -56,8 +56,8 @@ pub enum Error {
     UnsupportedFileType { path: PathBuf },
 
     /// `/bin/busybox` is not the static binary from Debian's `busybox-static`.
-    #[error("/bin/busybox must come from Debian's busybox-static package, dpkg says: {owner}")]
-    BusyboxNotStatic { owner: String },
+    #[error("/bin/busybox must come from Debian's busybox-static package ({} does not list it)", list.display())]
+    BusyboxNotStatic { list: PathBuf },
 
     /// Making this image needs root (debootstrap, chroot, mounts).
     #[error("making the {image} image needs root (or a cache made by root at {})", cache.display())]

@@ -33,7 +33,7 @@ use crate::rootfs::{self, Mount, Snapshot, WorkDir};
 use crate::{Error, cache_root, command};
 
 /// Bumped whenever the way images are made changes, so caches are remade.
-const FORMAT_VERSION: &str = "1";
+const FORMAT_VERSION: &str = "2";
 
 /// The Debian release the `debian` and `python` images are made from.
 pub const DEBIAN_SUITE: &str = "bookworm";
@@ -145,11 +145,17 @@ fn remove_stale_busybox_dirs(parent: &Path) {
 /// Writes a fresh busybox image into the OCI layout `dir` (created if needed).
 pub fn build_busybox(dir: &Path) -> Result<OciImage, Error> {
     let busybox = Path::new("/bin/busybox");
-    let owner = command::stdout(Command::new("dpkg-query").arg("-S").arg(busybox))
-        .unwrap_or_else(|e| e.to_string());
-    if !owner.lines().any(|l| l.starts_with("busybox-static:")) {
+    // What `dpkg-query -S /bin/busybox` would say, without its scan of every
+    // package's file list (half a second on a busy machine).
+    let list = Path::new("/var/lib/dpkg/info/busybox-static.list");
+    let listed = fs::read_to_string(list).is_ok_and(|files| {
+        files
+            .lines()
+            .any(|f| f == "/bin/busybox" || f == "/usr/bin/busybox")
+    });
+    if !listed {
         return Err(Error::BusyboxNotStatic {
-            owner: owner.trim().to_string(),
+            list: list.to_path_buf(),
         });
     }
     let version = command::stdout(Command::new("dpkg-query").args([
@@ -310,17 +316,41 @@ fn cached(
                     cache: final_dir,
                 });
             }
+            rootfs::remove_stale_work_dirs(&root, &format!("work-{name}-"));
             let partial = root.join(format!("{name}-{key}.partial"));
             if partial.exists() {
                 fs::remove_dir_all(&partial).map_err(Error::io("remove", &partial))?;
             }
             build(&partial)?;
             fs::rename(&partial, &final_dir).map_err(Error::io("move into place", &partial))?;
+            remove_superseded(&root, name, key);
             layout::open(&final_dir, name)?
         }
     };
     *memo = Some(image.clone());
     Ok(image)
+}
+
+/// Removes cached `name-<key>` images with other keys (older recipes or
+/// older bases), so the cache does not grow with every change.
+fn remove_superseded(root: &Path, name: &str, key: &str) {
+    let Ok(children) = fs::read_dir(root) else {
+        return;
+    };
+    for child in children.flatten() {
+        let file_name = child.file_name();
+        let Some(other) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&format!("{name}-")))
+        else {
+            continue;
+        };
+        let is_key = other.len() == key.len() && other.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_key && other != key {
+            // Best effort: a cache entry that cannot be removed only costs disk.
+            let _ = fs::remove_dir_all(child.path());
+        }
+    }
 }
 
 fn is_root() -> bool {
@@ -421,24 +451,114 @@ pub fn image_from_rootfs(
 }
 
 /// Unpacks the layers of `image` in order into `dest` (created if needed),
-/// keeping modes, owners (as root) and mtimes. Whiteouts are not applied:
-/// meant for images without deletions, like this crate's. (For a faithful
-/// unpack use `umoci unpack`.)
+/// keeping modes, owners (as root) and mtimes, directories' included.
+/// Whiteouts are not applied: meant for images without deletions, like this
+/// crate's. (For a faithful unpack use `umoci unpack`.)
 pub fn unpack_layers(image: &OciImage, dest: &Path) -> Result<(), Error> {
     fs::create_dir_all(dest).map_err(Error::io("create directory", dest))?;
     for digest in &image.layer_digests {
         let blob = image.blob_path(digest);
-        let file = File::open(&blob).map_err(Error::io("open", &blob))?;
-        let mut archive =
-            tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
-        archive.set_preserve_permissions(true);
-        archive.set_preserve_ownerships(is_root());
-        archive.set_preserve_mtime(true);
-        archive.set_overwrite(true);
-        archive
-            .unpack(dest)
-            .map_err(Error::io("unpack layer", &blob))?;
+        unpack_layer(&blob, dest).map_err(Error::io("unpack layer", &blob))?;
     }
+    Ok(())
+}
+
+fn unpack_layer(blob: &Path, dest: &Path) -> std::io::Result<()> {
+    let file = File::open(blob)?;
+    let mut archive =
+        tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(is_root());
+    archive.set_preserve_mtime(true);
+    archive.set_overwrite(true);
+    // As `tar::Archive::unpack` does, directories come last (deepest first)
+    // so their permissions cannot block their contents; unlike it, their
+    // mtimes are restored too, once nothing more is created inside them.
+    let mut directories = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => directories.push(entry),
+            // The tar crate would make these regular files.
+            tar::EntryType::Fifo | tar::EntryType::Char | tar::EntryType::Block => {
+                unpack_special(&entry, dest)?;
+            }
+            _ => {
+                entry.unpack_in(dest)?;
+            }
+        }
+    }
+    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
+    let mut mtimes = Vec::with_capacity(directories.len());
+    for mut directory in directories {
+        directory.unpack_in(dest)?;
+        let mtime =
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(directory.header().mtime()?);
+        mtimes.push((dest.join(directory.path()?), mtime));
+    }
+    for (path, mtime) in mtimes {
+        File::open(&path)?
+            .set_times(fs::FileTimes::new().set_accessed(mtime).set_modified(mtime))?;
+    }
+    Ok(())
+}
+
+/// Makes a fifo or device node for `entry` below `dest`, with its mode,
+/// owner (as root) and mtime.
+fn unpack_special<R: std::io::Read>(entry: &tar::Entry<'_, R>, dest: &Path) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
+
+    let relative = entry.path()?;
+    if relative.components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    }) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("entry path {} leaves the destination", relative.display()),
+        ));
+    }
+    let path = dest.join(&relative);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    if fs::symlink_metadata(&path).is_ok() {
+        fs::remove_file(&path)?;
+    }
+    let header = entry.header();
+    let mode = Mode::from_raw_mode(header.mode()? & 0o7777);
+    let (kind, device) = match header.entry_type() {
+        tar::EntryType::Fifo => (FileType::Fifo, 0),
+        kind => {
+            let major = header.device_major()?.unwrap_or(0);
+            let minor = header.device_minor()?.unwrap_or(0);
+            let file_type = if kind == tar::EntryType::Char {
+                FileType::CharacterDevice
+            } else {
+                FileType::BlockDevice
+            };
+            (file_type, rustix::fs::makedev(major, minor))
+        }
+    };
+    rustix::fs::mknodat(CWD, &path, kind, mode, device)?;
+    // mknod applies the umask: set the exact mode.
+    rustix::fs::chmodat(CWD, &path, mode, AtFlags::empty())?;
+    if is_root() {
+        let uid = u32::try_from(header.uid()?).unwrap_or(u32::MAX);
+        let gid = u32::try_from(header.gid()?).unwrap_or(u32::MAX);
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+    }
+    let mtime = Timespec {
+        tv_sec: i64::try_from(header.mtime()?).unwrap_or(i64::MAX),
+        tv_nsec: 0,
+    };
+    let times = Timestamps {
+        last_access: mtime,
+        last_modification: mtime,
+    };
+    rustix::fs::utimensat(CWD, &path, &times, AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@
 //! [`TestRegistry::request_log`] parses the registry's access log (Apache
 //! combined format, written by the registry after each response: a request
 //! may show up a moment after its response arrived; see
-//! [`TestRegistry::wait_for_requests`]).
+//! [`TestRegistry::wait_for_request`]).
 
 use std::fs::{self, File};
 use std::net::TcpListener;
@@ -268,6 +268,25 @@ impl TestRegistry {
         fs::read_to_string(self.access_log_path())
             .map(|text| text.lines().filter_map(parse_access_line).collect())
             .unwrap_or_default()
+    }
+
+    /// Waits until the access log holds a request matching `wanted` (or
+    /// `timeout` passes) and returns the whole log. The registry writes a
+    /// request's line just after sending its response, so a test that checks
+    /// the log right after a response should wait this way.
+    pub fn wait_for_request(
+        &self,
+        timeout: Duration,
+        wanted: impl Fn(&LoggedRequest) -> bool,
+    ) -> Vec<LoggedRequest> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.request_log();
+            if log.iter().any(&wanted) || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Waits until the access log holds at least `count` requests (or

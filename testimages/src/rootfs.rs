@@ -530,6 +530,20 @@ impl Drop for WorkDir {
     }
 }
 
+/// Removes the work directories below `parent` whose names start with
+/// `prefix`, left by a process killed mid-build (unmounting what it left
+/// mounted first). Only call while holding the lock that guards their use.
+pub(crate) fn remove_stale_work_dirs(parent: &Path, prefix: &str) {
+    let Ok(children) = fs::read_dir(parent) else {
+        return;
+    };
+    for child in children.flatten() {
+        if child.file_name().as_bytes().starts_with(prefix.as_bytes()) {
+            drop(WorkDir { path: child.path() });
+        }
+    }
+}
+
 /// Keeps a file system mounted at a path until dropped.
 #[derive(Debug)]
 pub(crate) struct Mount {
@@ -721,6 +735,30 @@ mod tests {
             shadow,
             "root:*:19723:0:99999:7:::\nnobody:*::0:99999:7:::\n"
         );
+    }
+
+    #[test]
+    fn stale_work_dirs_are_unmounted_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["work-x-1/sub", "work-x-2/mnt", "work-y-1", "other"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let mounted = root.join("work-x-2/mnt");
+        let is_root = fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        if is_root {
+            let mount = Mount::new(&["-t", "tmpfs", "tmpfs"], &mounted).unwrap();
+            fs::write(mounted.join("inside-the-mount"), b"x").unwrap();
+            assert_eq!(mounts_below(root), std::slice::from_ref(&mounted));
+            // Left mounted, as by a killed build: the cleanup has to unmount it.
+            std::mem::forget(mount);
+        }
+        remove_stale_work_dirs(root, "work-x-");
+        assert!(!root.join("work-x-1").exists());
+        assert!(!root.join("work-x-2").exists());
+        assert!(mounts_below(root).is_empty());
+        assert!(root.join("work-y-1").is_dir());
+        assert!(root.join("other").is_dir());
     }
 
     #[test]
