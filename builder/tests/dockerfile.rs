@@ -943,7 +943,8 @@ fn error_messages() {
         target: Some("tset".into()),
         ..ResolveOptions::default()
     };
-    insta::assert_snapshot!(error_with("FROM a AS build\nFROM b AS test\n", &missing), @r#"Dockerfile: target stage "tset" could not be found (did you mean test?)"#);
+    insta::assert_snapshot!(error_with("FROM a AS build\nFROM b AS test\n", &missing), @r#"Dockerfile: target stage "tset" could not be found (did you mean test?); available stages: build, test"#);
+    insta::assert_snapshot!(error_with("FROM a\nFROM b\n", &missing), @r#"Dockerfile: target stage "tset" could not be found; no stage has a name"#);
 }
 
 #[test]
@@ -959,7 +960,7 @@ fn error_hints() {
     let err = load("FROM a AS build\nFROM b AS test\n")
         .resolve(&missing)
         .unwrap_err();
-    insta::assert_snapshot!(err.hint().unwrap(), @"available stages: build, test");
+    insta::assert_snapshot!(err.hint().unwrap(), @"--target takes a stage name given with `FROM image AS name`");
     assert_eq!(hint("FROM a\nENV PATH\n"), None);
 }
 
