@@ -643,6 +643,29 @@ fn copy_heredoc_bodies_expand_unless_quoted() {
     assert_eq!(second.heredocs[0].content, "indented world\n");
 }
 
+#[test]
+fn escape_directive_applies_to_expansion() {
+    let text = "# escape=`\nFROM a\nENV DIR=C:\\app\\ HOME=c:\\users\nENV LITERAL=`$HOME QUOTED=\"a`\"b\" `\n  NEXT=line\nWORKDIR $DIR\n";
+    let build = resolve(text);
+    let steps = &build.target().steps;
+    assert_eq!(
+        steps[0].instruction,
+        ResolvedInstruction::Env(pairs(&[("DIR", "C:\\app\\"), ("HOME", "c:\\users")]))
+    );
+    assert_eq!(
+        steps[1].instruction,
+        ResolvedInstruction::Env(pairs(&[
+            ("LITERAL", "$HOME"),
+            ("QUOTED", "a\"b"),
+            ("NEXT", "line")
+        ]))
+    );
+    assert_eq!(
+        steps[2].instruction,
+        ResolvedInstruction::Workdir("C:\\app\\".into())
+    );
+}
+
 // ---------------------------------------------------------------------------
 // ARG and ENV scoping
 
