@@ -643,6 +643,29 @@ fn copy_heredoc_bodies_expand_unless_quoted() {
     assert_eq!(second.heredocs[0].content, "indented world\n");
 }
 
+#[test]
+fn escape_directive_applies_to_expansion() {
+    let text = "# escape=`\nFROM a\nENV DIR=C:\\app\\ HOME=c:\\users\nENV LITERAL=`$HOME QUOTED=\"a`\"b\" `\n  NEXT=line\nWORKDIR $DIR\n";
+    let build = resolve(text);
+    let steps = &build.target().steps;
+    assert_eq!(
+        steps[0].instruction,
+        ResolvedInstruction::Env(pairs(&[("DIR", "C:\\app\\"), ("HOME", "c:\\users")]))
+    );
+    assert_eq!(
+        steps[1].instruction,
+        ResolvedInstruction::Env(pairs(&[
+            ("LITERAL", "$HOME"),
+            ("QUOTED", "a\"b"),
+            ("NEXT", "line")
+        ]))
+    );
+    assert_eq!(
+        steps[2].instruction,
+        ResolvedInstruction::Workdir("C:\\app\\".into())
+    );
+}
+
 // ---------------------------------------------------------------------------
 // ARG and ENV scoping
 
@@ -943,7 +966,8 @@ fn error_messages() {
         target: Some("tset".into()),
         ..ResolveOptions::default()
     };
-    insta::assert_snapshot!(error_with("FROM a AS build\nFROM b AS test\n", &missing), @r#"Dockerfile: target stage "tset" could not be found (did you mean test?)"#);
+    insta::assert_snapshot!(error_with("FROM a AS build\nFROM b AS test\n", &missing), @r#"Dockerfile: target stage "tset" could not be found (did you mean test?); available stages: build, test"#);
+    insta::assert_snapshot!(error_with("FROM a\nFROM b\n", &missing), @r#"Dockerfile: target stage "tset" could not be found; no stage has a name"#);
 }
 
 #[test]
@@ -959,6 +983,203 @@ fn error_hints() {
     let err = load("FROM a AS build\nFROM b AS test\n")
         .resolve(&missing)
         .unwrap_err();
-    insta::assert_snapshot!(err.hint().unwrap(), @"available stages: build, test");
+    insta::assert_snapshot!(err.hint().unwrap(), @"--target takes a stage name given with `FROM image AS name`");
     assert_eq!(hint("FROM a\nENV PATH\n"), None);
+}
+
+// ---------------------------------------------------------------------------
+// Never panics
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Real Dockerfiles to mutate: kiln's fixtures, BuildKit's cases (when
+    /// available) and the multi-stage example.
+    fn corpus() -> &'static [String] {
+        static CORPUS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        CORPUS.get_or_init(read_corpus)
+    }
+
+    fn read_corpus() -> Vec<String> {
+        let mut texts = vec![MULTI_STAGE.to_string()];
+        let mut roots =
+            vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dockerfile")];
+        if let Some(c) = conformance() {
+            roots.push(c.join("buildkit-dockerfile/parser/testfiles"));
+            roots.push(c.join("buildkit-dockerfile/parser/testfiles-negative"));
+        }
+        for root in roots {
+            for dir in case_dirs(&root) {
+                if let Ok(text) = fs::read_to_string(dir.join("Dockerfile")) {
+                    texts.push(text);
+                }
+            }
+        }
+        texts
+    }
+
+    /// Runs every stage of the frontend; checks that errors are located inside the
+    /// text (or concern the whole file) and that success means instructions.
+    fn exercise(text: &str) -> Result<(), TestCaseError> {
+        let lines = text.lines().count() + 1;
+        let check = |e: &df::Error| -> Result<(), TestCaseError> {
+            prop_assert!(
+                e.location.line <= lines,
+                "{e} is past the end ({lines} lines)"
+            );
+            prop_assert!(e.to_string().starts_with("Dockerfile"), "{e}");
+            Ok(())
+        };
+        let ast = match df::parse(text, "Dockerfile") {
+            Ok(ast) => ast,
+            Err(e) => return check(&e),
+        };
+        prop_assert!(!ast.nodes.is_empty());
+        let dump = df::dump(&ast);
+        prop_assert_eq!(dump.lines().count(), ast.nodes.len());
+        let dockerfile = match Dockerfile::from_ast(&ast) {
+            Ok(d) => d,
+            Err(e) => return check(&e),
+        };
+        prop_assert!(!dockerfile.stages.is_empty());
+        let mut targets = vec![None];
+        targets.extend(
+            dockerfile
+                .stages
+                .iter()
+                .filter_map(|s| s.name.clone())
+                .map(Some),
+        );
+        for target in targets {
+            let options = ResolveOptions {
+                target,
+                build_args: args(&[("A", "a b"), ("HTTP_PROXY", "p")]),
+                ..ResolveOptions::default()
+            };
+            match dockerfile.resolve(&options) {
+                Ok(build) => prop_assert!(!build.stages.is_empty()),
+                Err(e) => check(&e)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn token() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "FROM ",
+                "from ",
+                "RUN ",
+                "COPY ",
+                "ADD ",
+                "ENV ",
+                "ARG ",
+                "LABEL ",
+                "ONBUILD ",
+                "HEALTHCHECK ",
+                "CMD ",
+                "SHELL ",
+                "EXPOSE ",
+                "USER ",
+                "WORKDIR ",
+                "VOLUME ",
+                "STOPSIGNAL ",
+                "MAINTAINER ",
+                "ENTRYPOINT ",
+                "AS ",
+                "scratch",
+                "alpine",
+                "\n",
+                " ",
+                "\t",
+                "\\",
+                "\\\n",
+                "`",
+                "\"",
+                "'",
+                "$",
+                "${",
+                "}",
+                "${A:-",
+                "${A#",
+                "${A//",
+                "[",
+                "]",
+                "[\"a\", \"b\"]",
+                ",",
+                "=",
+                "<<EOF",
+                "<<-EOF",
+                "<<'EOF'",
+                "EOF\n",
+                "\tEOF\n",
+                "#",
+                "# escape=`\n",
+                "# syntax=x\n",
+                "--mount=",
+                "type=cache,",
+                "type=secret,",
+                "type=ssh,",
+                "target=/t",
+                "from=",
+                "--from=",
+                "--chmod=",
+                "--platform=",
+                "--network=none",
+                "--link",
+                "--",
+                "0",
+                "1",
+                "-",
+                "/",
+                ":",
+                "\r\n",
+                "\u{feff}",
+                "é",
+                "안녕",
+                "\u{0}",
+            ])
+            .prop_map(str::to_string),
+            any::<char>().prop_map(String::from),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_text(parts in prop::collection::vec(token(), 0..80)) {
+            exercise(&parts.concat())?;
+        }
+
+        #[test]
+        fn arbitrary_unicode(text in any::<String>()) {
+            exercise(&text)?;
+        }
+
+        #[test]
+        fn mutated_dockerfiles(
+            pick in any::<prop::sample::Index>(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, token()), 1..10),
+        ) {
+            let mut chars: Vec<char> = pick.get(corpus()).chars().collect();
+            for (at, op, text) in edits {
+                let i = at.index(chars.len() + 1);
+                match op {
+                    0 => {
+                        chars.splice(i..i, text.chars());
+                    }
+                    1 if i < chars.len() => {
+                        chars.remove(i);
+                    }
+                    _ if i < chars.len() => {
+                        chars.splice(i..i + 1, text.chars());
+                    }
+                    _ => chars.extend(text.chars()),
+                }
+            }
+            exercise(&chars.into_iter().collect::<String>())?;
+        }
+    }
 }

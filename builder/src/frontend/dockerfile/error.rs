@@ -81,11 +81,9 @@ impl Error {
             ErrorKind::InstructionBeforeFrom { .. } => {
                 Some("start a build stage with FROM; only ARG may come before it".to_string())
             }
-            ErrorKind::TargetNotFound { available, .. } => Some(if available.is_empty() {
-                "no stage has a name; name one with `FROM image AS name`".to_string()
-            } else {
-                format!("available stages: {}", available.join(", "))
-            }),
+            ErrorKind::TargetNotFound { .. } => Some(
+                "--target takes a stage name given with `FROM image AS name`".to_string(),
+            ),
             ErrorKind::ForwardStageReference { name, .. } => Some(format!(
                 "move the stage {name:?} above this instruction, or refer to an image instead"
             )),
@@ -132,6 +130,14 @@ fn did_you_mean(suggestion: &Option<String>, prefix: &str) -> String {
     match suggestion {
         Some(s) => format!(" (did you mean {prefix}{s}?)"),
         None => String::new(),
+    }
+}
+
+fn stage_list(names: &[String]) -> String {
+    if names.is_empty() {
+        "no stage has a name".to_string()
+    } else {
+        format!("available stages: {}", names.join(", "))
     }
 }
 
@@ -261,8 +267,9 @@ pub enum ErrorKind {
     #[error("invalid stage index {index}: the Dockerfile has {count} stages")]
     InvalidStageIndex { index: i64, count: usize },
     #[error(
-        "target stage {target:?} could not be found{}",
-        did_you_mean(suggestion, "")
+        "target stage {target:?} could not be found{}; {}",
+        did_you_mean(suggestion, ""),
+        stage_list(available)
     )]
     TargetNotFound {
         target: String,

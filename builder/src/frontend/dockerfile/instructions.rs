@@ -718,7 +718,8 @@ fn parse_copy(
         ));
     }
     if is_copy {
-        let from = flags.string("from");
+        // An empty --from means the build context, as in BuildKit.
+        let from = flags.string("from").filter(|f| !f.is_empty());
         if let Some(f) = &from
             && f.find('$').is_some_and(|i| i != f.len() - 1)
         {

@@ -467,7 +467,8 @@ fn parse_fields(spec: &str, expand: Option<Expander>) -> Result<Fields, ErrorKin
         };
         match key.as_str() {
             "type" => {}
-            "from" => f.from = Some(value),
+            // An empty from= means the build context.
+            "from" => f.from = Some(value).filter(|v| !v.is_empty()),
             "source" | "src" => f.source = Some(value),
             "target" | "dst" | "destination" => f.target = Some(value),
             "readonly" | "ro" | "readwrite" | "rw" => {
