@@ -519,7 +519,8 @@ pub(crate) fn spawn_sandbox<F: FnOnce() -> i32>(
     Ok((pid, pidfd))
 }
 
-/// Spawn `command` in new user and mount namespaces. Before exec the child writes its
+/// Spawn `command` in new user and mount namespaces, with SIGKILL as its parent-death
+/// signal (the parent being the calling thread). Before exec the child writes its
 /// pid (4 bytes, native endian) to `ready` and blocks until one byte arrives on `go`:
 /// 1 means "maps written, go on"; anything else makes the spawn fail. Both descriptors
 /// are `O_CLOEXEC` copies inherited through fork.
@@ -529,6 +530,11 @@ pub(crate) fn spawn_in_new_userns(
     go: RawFd,
 ) -> io::Result<Child> {
     let hook = move || -> io::Result<()> {
+        // SAFETY: prctl with integer arguments: the re-executed kiln dies with this one
+        // (even by SIGKILL) instead of building on as an orphan.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
         // SAFETY: unshare with integer flags in the freshly forked, single-threaded child.
         if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) } < 0 {
             return Err(io::Error::last_os_error());
