@@ -537,6 +537,76 @@ fn run_mounts_bind_tmpfs_and_secret_leave_no_trace() {
     case_run_mounts_leave_no_trace();
 }
 
+/// The bottom stub lower cannot help where the image hides it: an opaque directory
+/// or a whiteout on the way. The child creates those mountpoints in the merged tree;
+/// they are gone from the upper dir afterwards, with the directories copied up for them.
+#[test]
+fn mountpoints_hidden_by_opaque_dirs_and_whiteouts_leave_no_trace() {
+    let fixture = Fixture::new();
+    let top = fixture.temp.path().join("top");
+    std::fs::create_dir_all(top.join("root")).unwrap();
+    std::fs::create_dir_all(top.join("etc")).unwrap();
+    std::fs::create_dir_all(fixture.lower().join("root/old")).unwrap();
+    rustix::fs::setxattr(
+        top.join("root"),
+        executor::OVERLAY_OPAQUE_XATTR,
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    // The image deleted /etc/hosts (as a whiteout) — and it lacks /etc/resolv.conf.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        top.join("etc/hosts"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let mut spec =
+        fixture.spec("ls -A /root; test -d /root/.cache/pip && echo mounted; cat /etc/hosts");
+    spec.rootfs = Rootfs::Overlay {
+        lowers: vec![top.clone(), fixture.lower()],
+        upper: fixture.upper(),
+        work: fixture.work(),
+    };
+    spec.mounts = vec![Mount::Tmpfs {
+        target: "/root/.cache/pip".into(),
+        size: None,
+        mode: 0o755,
+    }];
+    let output = run_ok(&spec);
+    let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+    assert_eq!(output.stdout, format!(".cache\nmounted\n{host_hosts}"));
+    assert!(
+        fixture.upper_entries().is_empty(),
+        "{:?}",
+        fixture.upper_entries()
+    );
+}
+
+#[test]
+fn dangling_resolv_conf_symlink_in_the_image_is_left_alone() {
+    let fixture = Fixture::new();
+    std::os::unix::fs::symlink(
+        "/run/systemd/resolve/stub-resolv.conf",
+        fixture.lower().join("etc/resolv.conf"),
+    )
+    .unwrap();
+    let output = run_ok(
+        &fixture.spec("readlink /etc/resolv.conf; test -e /etc/resolv.conf || echo dangling"),
+    );
+    assert_eq!(
+        output.stdout,
+        "/run/systemd/resolve/stub-resolv.conf\ndangling\n"
+    );
+    assert!(
+        fixture.upper_entries().is_empty(),
+        "{:?}",
+        fixture.upper_entries()
+    );
+}
+
 #[test]
 fn mount_targets_cannot_escape_through_symlinks() {
     let fixture = Fixture::new();

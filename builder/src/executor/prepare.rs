@@ -192,6 +192,7 @@ fn fs_mount(target: &str, fstype: &str, flags: u64, data: Option<&str>) -> Resul
             .transpose()?,
         readonly: Readonly::No,
         optional: Optional::No,
+        create_missing: None,
     }))
 }
 
@@ -204,9 +205,10 @@ fn in_dev(name: &str, directory: bool, mode: u32) -> Result<Option<Create>, Erro
     }))
 }
 
-/// Build the child's plan.
+/// Build the child's plan; `points` is [`mountpoints`] of `spec`.
 pub(crate) fn prepare(
     spec: &RunSpec,
+    points: &[Mountpoint],
     paths: &RunPaths,
     host: &HostInfo,
 ) -> Result<Prepared, Error> {
@@ -330,6 +332,7 @@ pub(crate) fn prepare(
             data: None,
             readonly: Readonly::No,
             optional: Optional::No,
+            create_missing: None,
         }));
     }
     for (name, target) in [
@@ -370,6 +373,7 @@ pub(crate) fn prepare(
             data: None,
             readonly: Readonly::Recursive,
             optional: Optional::Always,
+            create_missing: None,
         }
     };
     ops.push(Op::Mount(sys_op));
@@ -386,11 +390,14 @@ pub(crate) fn prepare(
             data: None,
             readonly: Readonly::Mount,
             optional: Optional::IfTargetMissing,
+            create_missing: Some(false),
         }));
     }
 
     let mut secret_files = Vec::new();
-    for mount in &spec.mounts {
+    // `mountpoints` lists the `RUN --mount` targets last, in order.
+    let mount_points = &points[points.len().saturating_sub(spec.mounts.len())..];
+    for (mount, point) in spec.mounts.iter().zip(mount_points) {
         let target = path_cstring("mount target", &relative_target(mount.target())?)?;
         let op = match mount {
             Mount::Bind {
@@ -408,6 +415,7 @@ pub(crate) fn prepare(
                     Readonly::No
                 },
                 optional: Optional::No,
+                create_missing: None,
             },
             Mount::Tmpfs { size, mode, .. } => {
                 let mut data = format!("mode={mode:o}");
@@ -446,10 +454,14 @@ pub(crate) fn prepare(
                     data: None,
                     readonly: Readonly::Mount,
                     optional: Optional::No,
+                    create_missing: None,
                 }
             }
         };
-        ops.push(Op::Mount(op));
+        ops.push(Op::Mount(MountOp {
+            create_missing: Some(point.directory),
+            ..op
+        }));
     }
     let secrets = if secret_files.is_empty() {
         None

@@ -276,6 +276,33 @@ impl Syscall for RealSyscall {
         unsafe { libc::close(fd) };
     }
 
+    fn readlink(&self, path: &CStr, buffer: &mut [u8]) -> Result<usize, Errno> {
+        // SAFETY: NUL-terminated path; the kernel writes at most `buffer.len()` bytes.
+        let len =
+            unsafe { libc::readlink(path.as_ptr(), buffer.as_mut_ptr().cast(), buffer.len()) };
+        if len < 0 {
+            Err(errno())
+        } else {
+            Ok(len as usize)
+        }
+    }
+
+    fn write_all(&self, fd: Fd, mut bytes: &[u8]) -> Result<(), Errno> {
+        while !bytes.is_empty() {
+            // SAFETY: writing from a live slice of the given length.
+            let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+            if written < 0 {
+                let error = errno();
+                if error == Errno::INTR {
+                    continue;
+                }
+                return Err(error);
+            }
+            bytes = bytes.get(written as usize..).unwrap_or(&[]);
+        }
+        Ok(())
+    }
+
     fn copy_contents(&self, from: Fd, to: Fd) -> Result<(), Errno> {
         let mut buffer = [0u8; 8192];
         loop {
@@ -460,19 +487,10 @@ impl Syscall for RealSyscall {
     }
 }
 
-/// Write all of `bytes` to `fd` from the child (no allocation).
-pub(crate) fn write_all_raw(fd: Fd, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        // SAFETY: writing from a live slice of the given length.
-        let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if written <= 0 {
-            if written < 0 && errno() == Errno::INTR {
-                continue;
-            }
-            return;
-        }
-        bytes = bytes.get(written as usize..).unwrap_or(&[]);
-    }
+/// Write all of `bytes` to `fd` from a forked child (no allocation); errors ignored:
+/// there is nobody left to tell.
+pub(crate) fn write_all_raw(fd: Fd, bytes: &[u8]) {
+    let _ = RealSyscall.write_all(fd, bytes);
 }
 
 /// Start the sandbox process with `clone3(namespaces | CLONE_PIDFD)`.
