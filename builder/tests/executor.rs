@@ -718,6 +718,33 @@ fn setup_overhead_of_true() {
         mode()
     );
     assert!(median < Duration::from_millis(500), "{median:?}");
+
+    // For scale: util-linux `unshare` with the same namespaces and a fresh /proc, no
+    // rootfs, no /dev, no pivot_root.
+    let mut baseline: Vec<Duration> = (0..30)
+        .map(|_| {
+            let started = Instant::now();
+            let status = Command::new("unshare")
+                .args([
+                    "--mount",
+                    "--pid",
+                    "--ipc",
+                    "--uts",
+                    "--fork",
+                    "--mount-proc",
+                    "/bin/true",
+                ])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            started.elapsed()
+        })
+        .collect();
+    baseline.sort();
+    println!(
+        "baseline `unshare -mpiuf --mount-proc true`: fastest {:?}, median {:?}",
+        baseline[0], baseline[15]
+    );
 }
 
 // ---- rootless ----

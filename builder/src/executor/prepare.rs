@@ -505,10 +505,7 @@ pub(crate) fn prepare(
         .iter()
         .map(|(key, value)| {
             if key.is_empty() || key.contains('=') {
-                return Err(Error::NulByte {
-                    what: "environment variable name (empty or with '=')",
-                    value: key.clone(),
-                });
+                return Err(Error::InvalidEnvName { name: key.clone() });
             }
             cstring("environment variable", format!("{key}={value}").as_bytes())
         })

@@ -28,8 +28,9 @@ fn prepare_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error)
 }
 
 fn errno_error(what: &'static str) -> impl FnOnce(rustix::io::Errno) -> Error {
-    move |errno| Error::Spawn {
-        source: std::io::Error::other(format!("{what}: {errno}")),
+    move |errno| Error::Io {
+        what,
+        source: errno.into(),
     }
 }
 
