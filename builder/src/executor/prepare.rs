@@ -81,10 +81,11 @@ pub(crate) struct RunPaths {
     pub stub_lower: Option<PathBuf>,
     /// Directory for the secrets tmpfs (must exist and be empty when there are secrets).
     pub secrets: PathBuf,
-    /// File bound at `/etc/hosts` (the host's or a generated one).
-    pub hosts: PathBuf,
-    /// File bound at `/etc/resolv.conf`.
-    pub resolv_conf: PathBuf,
+    /// File bound at `/etc/hosts` (the host's or a generated one); `None` when the
+    /// host has none.
+    pub hosts: Option<PathBuf>,
+    /// File bound at `/etc/resolv.conf`; `None` when the host has none.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// A mountpoint a step needs in its rootfs, relative to the root.
@@ -205,6 +206,39 @@ fn in_dev(name: &str, directory: bool, mode: u32) -> Result<Option<Create>, Erro
     }))
 }
 
+/// Refuse a spec that cannot run, before anything is created: an empty argv, or a
+/// relative working directory, rootfs or overlay directory.
+pub(crate) fn validate(spec: &RunSpec) -> Result<(), Error> {
+    if spec.argv.is_empty() {
+        return Err(Error::EmptyArgv);
+    }
+    let relative = |what: &'static str, path: &Path| {
+        if path.is_absolute() {
+            Ok(())
+        } else {
+            Err(Error::RelativePath {
+                what,
+                path: path.to_owned(),
+            })
+        }
+    };
+    relative("working directory", &spec.cwd)?;
+    match &spec.rootfs {
+        Rootfs::Overlay {
+            lowers,
+            upper,
+            work,
+        } => {
+            for lower in lowers {
+                relative("overlay lower dir", lower)?;
+            }
+            relative("overlay upper dir", upper)?;
+            relative("overlay work dir", work)
+        }
+        Rootfs::Dir(dir) => relative("rootfs directory", dir),
+    }
+}
+
 /// Build the child's plan; `points` is [`mountpoints`] of `spec`.
 pub(crate) fn prepare(
     spec: &RunSpec,
@@ -212,13 +246,8 @@ pub(crate) fn prepare(
     paths: &RunPaths,
     host: &HostInfo,
 ) -> Result<Prepared, Error> {
+    validate(spec)?;
     let program = spec.argv.first().ok_or(Error::EmptyArgv)?;
-    if !spec.cwd.is_absolute() {
-        return Err(Error::RelativePath {
-            what: "working directory",
-            path: spec.cwd.clone(),
-        });
-    }
 
     let rootfs = match &spec.rootfs {
         Rootfs::Overlay {
@@ -381,6 +410,9 @@ pub(crate) fn prepare(
         ("etc/resolv.conf", &paths.resolv_conf),
         ("etc/hosts", &paths.hosts),
     ] {
+        let Some(source) = source else {
+            continue;
+        };
         ops.push(Op::Mount(MountOp {
             target: cstring("mount target", target.as_bytes())?,
             create: None,

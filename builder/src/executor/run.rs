@@ -47,6 +47,7 @@ pub fn run(
     if cancel.is_cancelled() {
         return Err(Error::Cancelled);
     }
+    prepare::validate(spec)?;
     let host = HostInfo::get();
     let scratch = scratch_base();
     let run_dir = tempfile::Builder::new()
@@ -82,7 +83,7 @@ pub fn run(
         stub_lower,
         secrets,
         hosts,
-        resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        resolv_conf: Some(PathBuf::from("/etc/resolv.conf")).filter(|path| path.exists()),
     };
     let plan = prepare::prepare(spec, &points, &paths, host)?;
 
@@ -142,11 +143,12 @@ fn scratch_base() -> &'static Path {
     })
 }
 
-/// The host's `/etc/hosts`, or — with extra hosts — a copy of it with them appended.
-fn hosts_file(spec: &RunSpec, run_dir: &Path) -> Result<PathBuf, Error> {
+/// The host's `/etc/hosts` (if any), or — with extra hosts — a copy of it with them
+/// appended.
+fn hosts_file(spec: &RunSpec, run_dir: &Path) -> Result<Option<PathBuf>, Error> {
     let host_hosts = PathBuf::from("/etc/hosts");
     if spec.extra_hosts.is_empty() {
-        return Ok(host_hosts);
+        return Ok(Some(host_hosts).filter(|path| path.exists()));
     }
     let mut contents = std::fs::read(&host_hosts).unwrap_or_default();
     if !contents.is_empty() && !contents.ends_with(b"\n") {
@@ -159,7 +161,7 @@ fn hosts_file(spec: &RunSpec, run_dir: &Path) -> Result<PathBuf, Error> {
     let mut file = std::fs::File::create(&path).map_err(prepare_error("creating", &path))?;
     file.write_all(&contents)
         .map_err(prepare_error("writing", &path))?;
-    Ok(path)
+    Ok(Some(path))
 }
 
 /// A pipe whose child end is moved to a descriptor ≥ 3.

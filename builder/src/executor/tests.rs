@@ -37,8 +37,8 @@ fn paths() -> RunPaths {
         mountpoint: "/run/k/root".into(),
         stub_lower: Some("/run/k/stub".into()),
         secrets: "/run/k/secrets".into(),
-        hosts: "/etc/hosts".into(),
-        resolv_conf: "/etc/resolv.conf".into(),
+        hosts: Some("/etc/hosts".into()),
+        resolv_conf: Some("/etc/resolv.conf".into()),
     }
 }
 
@@ -599,6 +599,21 @@ fn missing_resolv_conf_target_is_skipped_but_a_run_mount_target_is_not() {
     assert_eq!(
         super::prepare::op_target(&plan, failure.index),
         Some(PathBuf::from("/scratch"))
+    );
+}
+
+#[test]
+fn a_host_without_resolv_conf_binds_nothing_there() {
+    let no_resolv = RunPaths {
+        resolv_conf: None,
+        ..paths()
+    };
+    let calls = calls_of(&spec(overlay()), &no_resolv, &root_host());
+    assert!(!calls.iter().any(|call| call.contains("resolv.conf")));
+    assert!(
+        calls
+            .iter()
+            .any(|call| call.contains(r#"mount("/etc/hosts""#))
     );
 }
 
