@@ -160,6 +160,51 @@ fn run_ok(spec: &RunSpec) -> Output {
 
 // ---- key cases, also run rootless ----
 
+fn case_run_mounts_leave_no_trace() {
+    let fixture = Fixture::new();
+    let host_dir = fixture.temp.path().join("cache");
+    std::fs::create_dir(&host_dir).unwrap();
+    std::fs::write(host_dir.join("data"), "cached\n").unwrap();
+    let secret = fixture.temp.path().join("secret.txt");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    let mut spec = fixture.spec(
+        "cat /mnt/cache/data; touch /mnt/cache/new 2>/dev/null || echo ro; \
+         touch /scratch/x && stat -c '%a' /scratch; \
+         cat /run/secrets/token; echo; stat -c '%a %u:%g' /run/secrets/token; \
+         grep -c ' /run/secrets/token ' /proc/mounts",
+    );
+    spec.mounts = vec![
+        Mount::Bind {
+            source: host_dir.clone(),
+            target: "/mnt/cache".into(),
+            readonly: true,
+        },
+        Mount::Tmpfs {
+            target: "/scratch".into(),
+            size: Some(1 << 20),
+            mode: 0o1777,
+        },
+        Mount::SecretFile {
+            source: secret,
+            target: "/run/secrets/token".into(),
+            mode: 0o400,
+            uid: 1000,
+            gid: 1000,
+        },
+    ];
+    let output = run_ok(&spec);
+    assert_eq!(
+        output.stdout,
+        "cached\nro\n1777\ns3cr3t\n400 1000:1000\n1\n"
+    );
+    assert!(!host_dir.join("new").exists());
+    assert!(
+        fixture.upper_entries().is_empty(),
+        "{:?}",
+        fixture.upper_entries()
+    );
+}
+
 fn case_output_and_exit_code() {
     let fixture = Fixture::new();
     let output = run_ok(&fixture.spec("echo hi; echo oops >&2"));
@@ -169,6 +214,11 @@ fn case_output_and_exit_code() {
     let output = run(&fixture.spec("echo failing; exit 3")).unwrap();
     assert_eq!(output.status, ExitStatus::Code(3));
     assert_eq!(output.stdout, "failing\n");
+
+    // stdin is /dev/null, and no descriptor of the parent reached the step (3 is the
+    // directory `ls` itself opens).
+    let output = run_ok(&fixture.spec("cat; readlink /proc/self/fd/0; ls /proc/self/fd"));
+    assert_eq!(output.stdout, "/dev/null\n0\n1\n2\n3\n");
 }
 
 fn case_environment_is_exact() {
@@ -273,8 +323,25 @@ fn case_cancel_kills_and_leaves_no_mount() {
     );
 }
 
+fn case_network_none() {
+    let fixture = Fixture::new();
+    let mut spec = fixture.spec("ls /sys/class/net; ip link show lo");
+    spec.network = Network::None;
+    let output = run_ok(&spec);
+    let mut lines = output.stdout.lines();
+    assert_eq!(lines.next(), Some("lo"), "{}", output.stdout);
+    let link = lines.next().unwrap_or_default();
+    assert!(
+        link.contains("lo:") && link.contains("UP"),
+        "{}",
+        output.stdout
+    );
+}
+
 fn key_cases() {
     case_output_and_exit_code();
+    case_run_mounts_leave_no_trace();
+    case_network_none();
     case_environment_is_exact();
     case_user_by_name_and_chown();
     case_overlay_diff_has_no_trace_of_the_sandbox();
@@ -388,18 +455,7 @@ fn working_directory_is_created() {
 
 #[test]
 fn network_none_has_only_loopback_up() {
-    let fixture = Fixture::new();
-    let mut spec = fixture.spec("ls /sys/class/net; ip link show lo");
-    spec.network = Network::None;
-    let output = run_ok(&spec);
-    let mut lines = output.stdout.lines();
-    assert_eq!(lines.next(), Some("lo"), "{}", output.stdout);
-    let link = lines.next().unwrap_or_default();
-    assert!(
-        link.contains("lo:") && link.contains("UP"),
-        "{}",
-        output.stdout
-    );
+    case_network_none();
 }
 
 #[test]
@@ -425,6 +481,24 @@ fn step_is_pid_one_and_alone() {
 #[test]
 fn overlay_upper_dir_is_the_diff() {
     case_overlay_diff_has_no_trace_of_the_sandbox();
+}
+
+#[test]
+fn recreated_directory_is_opaque_with_the_documented_xattr() {
+    let fixture = Fixture::new();
+    std::fs::create_dir_all(fixture.lower().join("opt/old")).unwrap();
+    std::fs::write(fixture.lower().join("opt/old/file"), "x").unwrap();
+    run_ok(&fixture.spec("rm -rf /opt/old && mkdir /opt/old && touch /opt/old/new"));
+    let mut value = [0u8; 8];
+    let len = rustix::fs::lgetxattr(
+        fixture.upper().join("opt/old"),
+        executor::OVERLAY_OPAQUE_XATTR,
+        &mut value,
+    )
+    .expect("opaque xattr on the recreated directory");
+    assert_eq!(&value[..len], b"y");
+    let expected: BTreeSet<String> = ["opt", "opt/old", "opt/old/new"].map(String::from).into();
+    assert_eq!(fixture.upper_entries(), expected);
 }
 
 #[test]
@@ -460,43 +534,72 @@ fn extra_hosts_are_added() {
 
 #[test]
 fn run_mounts_bind_tmpfs_and_secret_leave_no_trace() {
+    case_run_mounts_leave_no_trace();
+}
+
+/// The bottom stub lower cannot help where the image hides it: an opaque directory
+/// or a whiteout on the way. The child creates those mountpoints in the merged tree;
+/// they are gone from the upper dir afterwards, with the directories copied up for them.
+#[test]
+fn mountpoints_hidden_by_opaque_dirs_and_whiteouts_leave_no_trace() {
     let fixture = Fixture::new();
-    let host_dir = fixture.temp.path().join("cache");
-    std::fs::create_dir(&host_dir).unwrap();
-    std::fs::write(host_dir.join("data"), "cached\n").unwrap();
-    let secret = fixture.temp.path().join("secret.txt");
-    std::fs::write(&secret, "s3cr3t").unwrap();
-    let mut spec = fixture.spec(
-        "cat /mnt/cache/data; touch /mnt/cache/new 2>/dev/null || echo ro; \
-         touch /scratch/x && stat -c '%a' /scratch; \
-         cat /run/secrets/token; echo; stat -c '%a %u:%g' /run/secrets/token; \
-         grep -c ' /run/secrets/token ' /proc/mounts",
-    );
-    spec.mounts = vec![
-        Mount::Bind {
-            source: host_dir.clone(),
-            target: "/mnt/cache".into(),
-            readonly: true,
-        },
-        Mount::Tmpfs {
-            target: "/scratch".into(),
-            size: Some(1 << 20),
-            mode: 0o1777,
-        },
-        Mount::SecretFile {
-            source: secret,
-            target: "/run/secrets/token".into(),
-            mode: 0o400,
-            uid: 1000,
-            gid: 1000,
-        },
-    ];
+    let top = fixture.temp.path().join("top");
+    std::fs::create_dir_all(top.join("root")).unwrap();
+    std::fs::create_dir_all(top.join("etc")).unwrap();
+    std::fs::create_dir_all(fixture.lower().join("root/old")).unwrap();
+    rustix::fs::setxattr(
+        top.join("root"),
+        executor::OVERLAY_OPAQUE_XATTR,
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    // The image deleted /etc/hosts (as a whiteout) — and it lacks /etc/resolv.conf.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        top.join("etc/hosts"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let mut spec =
+        fixture.spec("ls -A /root; test -d /root/.cache/pip && echo mounted; cat /etc/hosts");
+    spec.rootfs = Rootfs::Overlay {
+        lowers: vec![top.clone(), fixture.lower()],
+        upper: fixture.upper(),
+        work: fixture.work(),
+    };
+    spec.mounts = vec![Mount::Tmpfs {
+        target: "/root/.cache/pip".into(),
+        size: None,
+        mode: 0o755,
+    }];
     let output = run_ok(&spec);
+    let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+    assert_eq!(output.stdout, format!(".cache\nmounted\n{host_hosts}"));
+    assert!(
+        fixture.upper_entries().is_empty(),
+        "{:?}",
+        fixture.upper_entries()
+    );
+}
+
+#[test]
+fn dangling_resolv_conf_symlink_in_the_image_is_left_alone() {
+    let fixture = Fixture::new();
+    std::os::unix::fs::symlink(
+        "/run/systemd/resolve/stub-resolv.conf",
+        fixture.lower().join("etc/resolv.conf"),
+    )
+    .unwrap();
+    let output = run_ok(
+        &fixture.spec("readlink /etc/resolv.conf; test -e /etc/resolv.conf || echo dangling"),
+    );
     assert_eq!(
         output.stdout,
-        "cached\nro\n1777\ns3cr3t\n400 1000:1000\n1\n"
+        "/run/systemd/resolve/stub-resolv.conf\ndangling\n"
     );
-    assert!(!host_dir.join("new").exists());
     assert!(
         fixture.upper_entries().is_empty(),
         "{:?}",
@@ -615,6 +718,33 @@ fn setup_overhead_of_true() {
         mode()
     );
     assert!(median < Duration::from_millis(500), "{median:?}");
+
+    // For scale: util-linux `unshare` with the same namespaces and a fresh /proc, no
+    // rootfs, no /dev, no pivot_root.
+    let mut baseline: Vec<Duration> = (0..30)
+        .map(|_| {
+            let started = Instant::now();
+            let status = Command::new("unshare")
+                .args([
+                    "--mount",
+                    "--pid",
+                    "--ipc",
+                    "--uts",
+                    "--fork",
+                    "--mount-proc",
+                    "/bin/true",
+                ])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            started.elapsed()
+        })
+        .collect();
+    baseline.sort();
+    println!(
+        "baseline `unshare -mpiuf --mount-proc true`: fastest {:?}, median {:?}",
+        baseline[0], baseline[15]
+    );
 }
 
 // ---- rootless ----
@@ -633,6 +763,7 @@ fn rootless_child() {
             assert!(matches!(mode, UsernsMode::SingleId { .. }), "{mode:?}");
             assert!(mode.warning().unwrap().contains("single-id"));
             case_output_and_exit_code();
+            case_network_none();
             case_environment_is_exact();
             case_overlay_diff_has_no_trace_of_the_sandbox();
             case_cancel_kills_and_leaves_no_mount();
@@ -753,4 +884,74 @@ fn rootless_single_id_without_subordinate_ids() {
         return;
     }
     run_as("kilntest-single", false, "single");
+}
+
+/// Helper of `rootless_exit_status_and_signals_are_forwarded`, run as `kilntest`.
+#[test]
+fn rootless_exit_child() {
+    let mode = mode();
+    assert_eq!(rustix::process::getuid().as_raw(), 0, "{mode:?}");
+    if let Ok(code) = std::env::var("KILN_TEST_EXIT_CODE") {
+        std::process::exit(code.parse().unwrap());
+    }
+    if std::env::var_os("KILN_TEST_WAIT_FOR_SIGNAL").is_some() {
+        use std::io::Write;
+        println!("waiting for a signal");
+        std::io::stdout().flush().unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        panic!("no signal arrived");
+    }
+}
+
+#[test]
+fn rootless_exit_status_and_signals_are_forwarded() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    if !matches!(mode(), UsernsMode::Root) {
+        println!("already rootless: covered by the root run");
+        return;
+    }
+    let (uid, gid) = ensure_user("kilntest", true);
+    let command = |env: (&str, &str)| {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args([
+                "--exact",
+                "rootless_exit_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(env.0, env.1)
+            .current_dir("/tmp")
+            .uid(uid)
+            .gid(gid);
+        command
+    };
+    let status = command(("KILN_TEST_EXIT_CODE", "7")).status().unwrap();
+    assert_eq!(status.code(), Some(7));
+
+    let mut child = command(("KILN_TEST_WAIT_FOR_SIGNAL", "1"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("waiting for a signal") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the child ended early"
+        );
+    }
+    // SIGTERM to the original process reaches the re-executed one, whose death by
+    // SIGTERM the original reproduces.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
 }

@@ -110,6 +110,11 @@ pub(crate) struct MountOp {
     pub readonly: Readonly,
     /// What a failure of this op means.
     pub optional: Optional,
+    /// When the target does not resolve, create it in the rootfs (`Some(true)`: a
+    /// directory, `Some(false)`: a file), parents included, and report each created
+    /// entry. Only happens when the stub lower dir is hidden by the image (an opaque
+    /// directory or a whiteout on the way).
+    pub create_missing: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -198,6 +203,9 @@ pub(crate) struct ChildFds {
     pub stdin: Fd,
     pub stdout: Fd,
     pub stderr: Fd,
+    /// Where created mountpoints are reported: records of a native-endian `u16`
+    /// length and the path relative to the rootfs.
+    pub report: Fd,
 }
 
 /// Default Docker capabilities (moby `oci/caps/defaults.go`).
@@ -311,7 +319,7 @@ fn setup(plan: &Prepared, fds: ChildFds, sys: &dyn Syscall) -> Result<Infallible
     }
     for (index, op) in plan.ops.iter().enumerate() {
         match op {
-            Op::Mount(mount) => apply_mount(root, index, mount, sys)?,
+            Op::Mount(mount) => apply_mount(plan, root, index, mount, fds.report, sys)?,
             Op::Symlink { dir, name, target } => {
                 let dir_fd = sys
                     .open_in_root(root, dir, O_PATH_DIR)
@@ -428,7 +436,14 @@ fn copy_secrets(secrets: &Secrets, sys: &dyn Syscall) -> Result<(), Failure> {
     Ok(())
 }
 
-fn apply_mount(root: Fd, index: usize, op: &MountOp, sys: &dyn Syscall) -> Result<(), Failure> {
+fn apply_mount(
+    plan: &Prepared,
+    root: Fd,
+    index: usize,
+    op: &MountOp,
+    report: Fd,
+    sys: &dyn Syscall,
+) -> Result<(), Failure> {
     use SetupStage as S;
     let fail = |stage| move |errno| Failure::new(stage, index, errno);
 
@@ -453,7 +468,22 @@ fn apply_mount(root: Fd, index: usize, op: &MountOp, sys: &dyn Syscall) -> Resul
         created.map_err(fail(S::CreateMountpoint))?;
     }
 
-    let target = match sys.open_in_root(root, &op.target, libc::O_PATH | libc::O_CLOEXEC) {
+    let opened = match (
+        sys.open_in_root(root, &op.target, libc::O_PATH | libc::O_CLOEXEC),
+        op.create_missing,
+    ) {
+        (Err(errno), Some(directory)) if errno == Errno::NOENT => {
+            match create_target(plan, root, &op.target, directory, report, sys) {
+                Ok(()) => {}
+                // E.g. a dangling `/etc/resolv.conf` symlink: nothing is created through it.
+                Err(_) if op.optional != Optional::No => return Ok(()),
+                Err(errno) => return Err(fail(S::CreateMountpoint)(errno)),
+            }
+            sys.open_in_root(root, &op.target, libc::O_PATH | libc::O_CLOEXEC)
+        }
+        (opened, _) => opened,
+    };
+    let target = match opened {
         Ok(fd) => fd,
         Err(errno)
             if op.optional != Optional::No
@@ -492,4 +522,110 @@ fn apply_mount(root: Fd, index: usize, op: &MountOp, sys: &dyn Syscall) -> Resul
         }
     }
     Ok(())
+}
+
+/// A path buffer on the stack (`PATH_MAX` plus the NUL).
+const PATH_BUFFER: usize = 4097;
+
+/// Copy `bytes` into `buffer` with a NUL after them.
+fn stack_cstr<'a>(buffer: &'a mut [u8; PATH_BUFFER], bytes: &[u8]) -> Result<&'a CStr, Errno> {
+    let slot = buffer.get_mut(..bytes.len()).ok_or(Errno::NAMETOOLONG)?;
+    slot.copy_from_slice(bytes);
+    *buffer.get_mut(bytes.len()).ok_or(Errno::NAMETOOLONG)? = 0;
+    CStr::from_bytes_until_nul(buffer).map_err(|_| Errno::INVAL)
+}
+
+/// Create every missing component of `target` (relative, lexically clean) inside the
+/// rootfs — each parent resolved with `RESOLVE_IN_ROOT`, each entry created with
+/// `O_EXCL`/`mkdirat`, so nothing is created through a symlink — and report each
+/// created entry's real path (relative to the rootfs) on `report`.
+fn create_target(
+    plan: &Prepared,
+    root: Fd,
+    target: &CStr,
+    directory: bool,
+    report: Fd,
+    sys: &dyn Syscall,
+) -> Result<(), Errno> {
+    let bytes = target.to_bytes();
+    let mut prefix_buffer = [0u8; PATH_BUFFER];
+    let mut name_buffer = [0u8; PATH_BUFFER];
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = bytes
+            .get(start..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'/'))
+            .map_or(bytes.len(), |offset| start + offset);
+        let prefix = stack_cstr(&mut prefix_buffer, bytes.get(..end).unwrap_or(&[]))?;
+        match sys.open_in_root(root, prefix, libc::O_PATH | libc::O_CLOEXEC) {
+            Ok(fd) => sys.close(fd),
+            Err(errno) if errno == Errno::NOENT => {
+                let parent_bytes = if start == 0 {
+                    &b"."[..]
+                } else {
+                    bytes.get(..start - 1).unwrap_or(&[])
+                };
+                let parent_path = stack_cstr(&mut prefix_buffer, parent_bytes)?;
+                let parent = sys.open_in_root(root, parent_path, O_PATH_DIR)?;
+                let name = stack_cstr(&mut name_buffer, bytes.get(start..end).unwrap_or(&[]))?;
+                let created = create_entry(parent, name, directory || end < bytes.len(), sys)
+                    .and_then(|()| report_created(plan, parent, name, report, sys));
+                sys.close(parent);
+                created?;
+            }
+            Err(errno) => return Err(errno),
+        }
+        start = end + 1;
+    }
+    Ok(())
+}
+
+fn create_entry(parent: Fd, name: &CStr, directory: bool, sys: &dyn Syscall) -> Result<(), Errno> {
+    if directory {
+        sys.mkdirat(parent, name, 0o755)
+    } else {
+        let fd = sys.openat(
+            parent,
+            name,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            0o644,
+        )?;
+        sys.close(fd);
+        Ok(())
+    }
+}
+
+/// Send the created entry's path relative to the rootfs (found through
+/// `/proc/self/fd`, so symlinks on the way are resolved).
+fn report_created(
+    plan: &Prepared,
+    parent: Fd,
+    name: &CStr,
+    report: Fd,
+    sys: &dyn Syscall,
+) -> Result<(), Errno> {
+    let entry = sys.openat(
+        parent,
+        name,
+        libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        0,
+    )?;
+    let mut resolved = [0u8; PATH_BUFFER];
+    let link = FdPath::new(entry);
+    let length = sys.readlink(link.as_cstr(), &mut resolved);
+    sys.close(entry);
+    let resolved = resolved.get(..length?).unwrap_or(&[]);
+    let mountpoint = plan.mountpoint.to_bytes();
+    let relative = resolved
+        .strip_prefix(mountpoint)
+        .and_then(|rest| rest.strip_prefix(b"/"))
+        .ok_or(Errno::XDEV)?;
+    // One write per record: length, then the path.
+    let length = u16::try_from(relative.len()).map_err(|_| Errno::NAMETOOLONG)?;
+    let mut record = [0u8; PATH_BUFFER + 2];
+    let record_length = relative.len() + 2;
+    let slot = record.get_mut(..record_length).ok_or(Errno::NAMETOOLONG)?;
+    slot[..2].copy_from_slice(&length.to_ne_bytes());
+    slot[2..].copy_from_slice(relative);
+    sys.write_all(report, slot)
 }

@@ -27,10 +27,19 @@ pub enum Error {
     RelativePath { what: &'static str, path: PathBuf },
     #[error("{what} contains a NUL byte: {value:?}")]
     NulByte { what: &'static str, value: String },
+    #[error("invalid environment variable name {name:?} (empty or containing '=')")]
+    InvalidEnvName { name: String },
     #[error("{what} {path}: {source}")]
     Prepare {
         what: &'static str,
         path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Pipes and descriptors the parent sets up for the child.
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
         #[source]
         source: io::Error,
     },

@@ -33,13 +33,24 @@
 //!
 //! # Process model
 //!
-//! The parent prepares every string and path first ([`prepare`]), then `clone3`s the
+//! The parent prepares every string and path first (module `prepare`), then `clone3`s the
 //! child straight into the new namespaces (so it is pid 1 without a double fork) and
-//! the child performs the setup with raw system calls only ([`child`], through the
-//! [`syscall::Syscall`] trait): no allocation between fork and exec, which is what
+//! the child performs the setup with raw system calls only (module `child`, through
+//! the `Syscall` trait of module `syscall`): no allocation between fork and exec, which is what
 //! makes this safe in kiln's multi-threaded process. Setup errors come back through a
 //! close-on-exec pipe as (stage, index, errno). No helper binary or re-exec is needed
 //! for a step.
+//!
+//! `run` blocks its thread until the step ends (async callers use `spawn_blocking`).
+//! Per-step scratch entries (a mountpoint, the stub lower dir, a hosts file) live on a
+//! tmpfs (`/dev/shm`) because on a disk filesystem each create/remove costs
+//! milliseconds.
+//!
+//! # Requirements
+//!
+//! Linux ≥ 5.12 (`clone3`, `openat2`, `close_range(CLOSE_RANGE_CLOEXEC)`,
+//! `mount_setattr`, overlayfs in user namespaces); lower-dir lists longer than a page
+//! of mount options need ≥ 6.8 (`fsconfig("lowerdir+")`).
 //!
 //! # Rootless
 //!

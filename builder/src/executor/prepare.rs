@@ -81,10 +81,11 @@ pub(crate) struct RunPaths {
     pub stub_lower: Option<PathBuf>,
     /// Directory for the secrets tmpfs (must exist and be empty when there are secrets).
     pub secrets: PathBuf,
-    /// File bound at `/etc/hosts` (the host's or a generated one).
-    pub hosts: PathBuf,
-    /// File bound at `/etc/resolv.conf`.
-    pub resolv_conf: PathBuf,
+    /// File bound at `/etc/hosts` (the host's or a generated one); `None` when the
+    /// host has none.
+    pub hosts: Option<PathBuf>,
+    /// File bound at `/etc/resolv.conf`; `None` when the host has none.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// A mountpoint a step needs in its rootfs, relative to the root.
@@ -192,6 +193,7 @@ fn fs_mount(target: &str, fstype: &str, flags: u64, data: Option<&str>) -> Resul
             .transpose()?,
         readonly: Readonly::No,
         optional: Optional::No,
+        create_missing: None,
     }))
 }
 
@@ -204,19 +206,48 @@ fn in_dev(name: &str, directory: bool, mode: u32) -> Result<Option<Create>, Erro
     }))
 }
 
-/// Build the child's plan.
+/// Refuse a spec that cannot run, before anything is created: an empty argv, or a
+/// relative working directory, rootfs or overlay directory.
+pub(crate) fn validate(spec: &RunSpec) -> Result<(), Error> {
+    if spec.argv.is_empty() {
+        return Err(Error::EmptyArgv);
+    }
+    let relative = |what: &'static str, path: &Path| {
+        if path.is_absolute() {
+            Ok(())
+        } else {
+            Err(Error::RelativePath {
+                what,
+                path: path.to_owned(),
+            })
+        }
+    };
+    relative("working directory", &spec.cwd)?;
+    match &spec.rootfs {
+        Rootfs::Overlay {
+            lowers,
+            upper,
+            work,
+        } => {
+            for lower in lowers {
+                relative("overlay lower dir", lower)?;
+            }
+            relative("overlay upper dir", upper)?;
+            relative("overlay work dir", work)
+        }
+        Rootfs::Dir(dir) => relative("rootfs directory", dir),
+    }
+}
+
+/// Build the child's plan; `points` is [`mountpoints`] of `spec`.
 pub(crate) fn prepare(
     spec: &RunSpec,
+    points: &[Mountpoint],
     paths: &RunPaths,
     host: &HostInfo,
 ) -> Result<Prepared, Error> {
+    validate(spec)?;
     let program = spec.argv.first().ok_or(Error::EmptyArgv)?;
-    if !spec.cwd.is_absolute() {
-        return Err(Error::RelativePath {
-            what: "working directory",
-            path: spec.cwd.clone(),
-        });
-    }
 
     let rootfs = match &spec.rootfs {
         Rootfs::Overlay {
@@ -330,6 +361,7 @@ pub(crate) fn prepare(
             data: None,
             readonly: Readonly::No,
             optional: Optional::No,
+            create_missing: None,
         }));
     }
     for (name, target) in [
@@ -370,6 +402,7 @@ pub(crate) fn prepare(
             data: None,
             readonly: Readonly::Recursive,
             optional: Optional::Always,
+            create_missing: None,
         }
     };
     ops.push(Op::Mount(sys_op));
@@ -377,6 +410,9 @@ pub(crate) fn prepare(
         ("etc/resolv.conf", &paths.resolv_conf),
         ("etc/hosts", &paths.hosts),
     ] {
+        let Some(source) = source else {
+            continue;
+        };
         ops.push(Op::Mount(MountOp {
             target: cstring("mount target", target.as_bytes())?,
             create: None,
@@ -386,11 +422,14 @@ pub(crate) fn prepare(
             data: None,
             readonly: Readonly::Mount,
             optional: Optional::IfTargetMissing,
+            create_missing: Some(false),
         }));
     }
 
     let mut secret_files = Vec::new();
-    for mount in &spec.mounts {
+    // `mountpoints` lists the `RUN --mount` targets last, in order.
+    let mount_points = &points[points.len().saturating_sub(spec.mounts.len())..];
+    for (mount, point) in spec.mounts.iter().zip(mount_points) {
         let target = path_cstring("mount target", &relative_target(mount.target())?)?;
         let op = match mount {
             Mount::Bind {
@@ -408,6 +447,7 @@ pub(crate) fn prepare(
                     Readonly::No
                 },
                 optional: Optional::No,
+                create_missing: None,
             },
             Mount::Tmpfs { size, mode, .. } => {
                 let mut data = format!("mode={mode:o}");
@@ -446,10 +486,14 @@ pub(crate) fn prepare(
                     data: None,
                     readonly: Readonly::Mount,
                     optional: Optional::No,
+                    create_missing: None,
                 }
             }
         };
-        ops.push(Op::Mount(op));
+        ops.push(Op::Mount(MountOp {
+            create_missing: Some(point.directory),
+            ..op
+        }));
     }
     let secrets = if secret_files.is_empty() {
         None
@@ -493,10 +537,7 @@ pub(crate) fn prepare(
         .iter()
         .map(|(key, value)| {
             if key.is_empty() || key.contains('=') {
-                return Err(Error::NulByte {
-                    what: "environment variable name (empty or with '=')",
-                    value: key.clone(),
-                });
+                return Err(Error::InvalidEnvName { name: key.clone() });
             }
             cstring("environment variable", format!("{key}={value}").as_bytes())
         })

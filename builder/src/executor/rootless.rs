@@ -11,6 +11,7 @@
 //!   `newuidmap`/`newgidmap` — or, without subordinate ids (or without the helpers), a
 //!   single-id map `0 → uid` it writes itself; then releases the child. The parent
 //!   forwards the signals sent to it and ends the way the child ends; it never returns.
+//!   The child has SIGKILL as parent-death signal: it never outlives the parent.
 //!   The re-executed process sees the environment marker [`MARKER`], checks it is
 //!   uid 0 and returns [`UsernsMode::Mapped`] or [`UsernsMode::SingleId`].
 //!
@@ -282,7 +283,12 @@ fn reexec_in_userns(uid: u32, gid: u32) -> Result<std::process::ExitStatus, Erro
             return Ok(());
         }
         let pid = i32::from_ne_bytes(pid_bytes);
-        let result = write_maps(pid, uid, gid);
+        // Forward signals before the child can run: a SIGTERM arriving later must reach
+        // it, not end this process alone.
+        let result = write_maps(pid, uid, gid).and_then(|()| {
+            sys::forward_signals_to(pid as u32)
+                .map_err(userns_error("installing signal forwarding"))
+        });
         let verdict = if result.is_ok() { 1u8 } else { 0u8 };
         go.write_all(&[verdict])
             .map_err(userns_error("releasing the re-executed child"))?;
@@ -314,7 +320,6 @@ fn reexec_in_userns(uid: u32, gid: u32) -> Result<std::process::ExitStatus, Erro
         }
         (Ok(child), Ok(())) => child,
     };
-    sys::forward_signals_to(child.id()).map_err(userns_error("installing signal forwarding"))?;
     child
         .wait()
         .map_err(userns_error("waiting for the re-executed kiln"))
@@ -357,6 +362,25 @@ mod tests {
             vec![(300000, 10)]
         );
         assert!(subordinate_ranges(text, None, 42).is_empty());
+    }
+
+    #[test]
+    fn modes_name_themselves_in_events() {
+        let single = UsernsMode::SingleId {
+            uid: 1001,
+            gid: 1001,
+        };
+        assert!(
+            matches!(single.event(), Some(Event::Warning { message }) if message.contains("single-id") && message.contains("1001"))
+        );
+        let mapped = UsernsMode::Mapped {
+            uid_map: parse_id_map("0 1001 1\n1 100000 65536\n"),
+            gid_map: parse_id_map("0 1001 1\n1 100000 65536\n"),
+        };
+        assert!(
+            matches!(mapped.event(), Some(Event::Notice { message }) if message.contains("65537 mapped ids"))
+        );
+        assert_eq!(UsernsMode::Root.event(), None);
     }
 
     #[test]

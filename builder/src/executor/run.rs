@@ -28,8 +28,9 @@ fn prepare_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error)
 }
 
 fn errno_error(what: &'static str) -> impl FnOnce(rustix::io::Errno) -> Error {
-    move |errno| Error::Spawn {
-        source: std::io::Error::other(format!("{what}: {errno}")),
+    move |errno| Error::Io {
+        what,
+        source: errno.into(),
     }
 }
 
@@ -46,6 +47,7 @@ pub fn run(
     if cancel.is_cancelled() {
         return Err(Error::Cancelled);
     }
+    prepare::validate(spec)?;
     let host = HostInfo::get();
     let scratch = scratch_base();
     let run_dir = tempfile::Builder::new()
@@ -81,16 +83,33 @@ pub fn run(
         stub_lower,
         secrets,
         hosts,
-        resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        resolv_conf: Some(PathBuf::from("/etc/resolv.conf")).filter(|path| path.exists()),
     };
-    let plan = prepare::prepare(spec, &paths, host)?;
+    let plan = prepare::prepare(spec, &points, &paths, host)?;
 
-    let result = start_and_wait(spec, &plan, cancel, output);
+    let mut reports = Vec::new();
+    let result = start_and_wait(spec, &plan, cancel, output, &mut reports);
+    stubs::remove_created(&spec.rootfs, &parse_reports(&reports));
     if let Some(stubs) = dir_stubs {
         stubs.remove();
     }
     drop(run_dir);
     result
+}
+
+/// The paths in the child's mountpoint reports (`u16` length + path records).
+fn parse_reports(mut bytes: &[u8]) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut paths = Vec::new();
+    while let Some((length, rest)) = bytes.split_first_chunk::<2>() {
+        let length = usize::from(u16::from_ne_bytes(*length));
+        let Some(path) = rest.get(..length) else {
+            break;
+        };
+        paths.push(PathBuf::from(std::ffi::OsStr::from_bytes(path)));
+        bytes = &rest[length..];
+    }
+    paths
 }
 
 /// Where the per-run scratch directories go (a mountpoint, the stub lower dir, a
@@ -124,11 +143,12 @@ fn scratch_base() -> &'static Path {
     })
 }
 
-/// The host's `/etc/hosts`, or — with extra hosts — a copy of it with them appended.
-fn hosts_file(spec: &RunSpec, run_dir: &Path) -> Result<PathBuf, Error> {
+/// The host's `/etc/hosts` (if any), or — with extra hosts — a copy of it with them
+/// appended.
+fn hosts_file(spec: &RunSpec, run_dir: &Path) -> Result<Option<PathBuf>, Error> {
     let host_hosts = PathBuf::from("/etc/hosts");
     if spec.extra_hosts.is_empty() {
-        return Ok(host_hosts);
+        return Ok(Some(host_hosts).filter(|path| path.exists()));
     }
     let mut contents = std::fs::read(&host_hosts).unwrap_or_default();
     if !contents.is_empty() && !contents.ends_with(b"\n") {
@@ -141,7 +161,7 @@ fn hosts_file(spec: &RunSpec, run_dir: &Path) -> Result<PathBuf, Error> {
     let mut file = std::fs::File::create(&path).map_err(prepare_error("creating", &path))?;
     file.write_all(&contents)
         .map_err(prepare_error("writing", &path))?;
-    Ok(path)
+    Ok(Some(path))
 }
 
 /// A pipe whose child end is moved to a descriptor ≥ 3.
@@ -166,8 +186,10 @@ fn start_and_wait(
     plan: &child::Prepared,
     cancel: &CancelToken,
     output: &mut dyn FnMut(Stream, &[u8]),
+    reports: &mut Vec<u8>,
 ) -> Result<RunOutcome, Error> {
     let (stdout_read, stdout_write) = pipe_above_stdio()?;
+    let (report_read, report_write) = pipe_above_stdio()?;
     let (stderr_read, stderr_write) = pipe_above_stdio()?;
     let (error_read, error_write) = pipe_above_stdio()?;
     let dev_null = rustix::fs::open(
@@ -183,6 +205,7 @@ fn start_and_wait(
         stdin: stdin.as_raw_fd(),
         stdout: stdout_write.as_raw_fd(),
         stderr: stderr_write.as_raw_fd(),
+        report: report_write.as_raw_fd(),
     };
     let error_fd = error_write.as_raw_fd();
     let (pid, pidfd) = sys::spawn_sandbox(namespace_flags(spec.network), || {
@@ -191,9 +214,21 @@ fn start_and_wait(
         126
     })
     .map_err(|source| Error::Spawn { source })?;
-    drop((stdout_write, stderr_write, error_write, stdin, dev_null));
+    drop((
+        stdout_write,
+        stderr_write,
+        report_write,
+        error_write,
+        stdin,
+        dev_null,
+    ));
 
-    let waited = pump(pid, &pidfd, &stdout_read, &stderr_read, cancel, output);
+    let sources = [
+        (&stdout_read, Source::Output(Stream::Stdout)),
+        (&stderr_read, Source::Output(Stream::Stderr)),
+        (&report_read, Source::Reports),
+    ];
+    let waited = pump(pid, &pidfd, sources, cancel, output, reports);
     let status = match waited {
         Ok(status) => status,
         Err(error) => {
@@ -253,23 +288,31 @@ fn exit_status(status: rustix::process::WaitStatus) -> ExitStatus {
     }
 }
 
+/// What a pipe from the child carries.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Output(Stream),
+    /// Mountpoints the child created (see `child::create_target`).
+    Reports,
+}
+
 /// Stream the output until the step has exited and its pipes are drained; kill it on
 /// cancellation.
 fn pump(
     pid: Pid,
     pidfd: &OwnedFd,
-    stdout: &OwnedFd,
-    stderr: &OwnedFd,
+    sources: [(&OwnedFd, Source); 3],
     cancel: &CancelToken,
     output: &mut dyn FnMut(Stream, &[u8]),
+    reports: &mut Vec<u8>,
 ) -> Result<ExitStatus, Error> {
     let mut buffer = vec![0u8; 64 * 1024];
-    let mut open = [true, true];
+    let mut open = [true; 3];
     let mut exited: Option<ExitStatus> = None;
     let mut killed = false;
     let mut drain_deadline: Option<std::time::Instant> = None;
     loop {
-        if exited.is_some() && open == [false, false] {
+        if exited.is_some() && open == [false; 3] {
             break;
         }
         if let Some(deadline) = drain_deadline
@@ -287,10 +330,9 @@ fn pump(
             killed = true;
         }
 
-        let streams = [(stdout, Stream::Stdout), (stderr, Stream::Stderr)];
-        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(3);
-        let mut owners: Vec<Option<usize>> = Vec::with_capacity(3);
-        for (i, (fd, _)) in streams.iter().enumerate() {
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(4);
+        let mut owners: Vec<Option<usize>> = Vec::with_capacity(4);
+        for (i, (fd, _)) in sources.iter().enumerate() {
             if open[i] {
                 fds.push(PollFd::new(*fd, PollFlags::IN));
                 owners.push(Some(i));
@@ -331,10 +373,13 @@ fn pump(
             }
             match owner {
                 Some(i) => {
-                    let (fd, stream) = streams[i];
+                    let (fd, source) = sources[i];
                     match rustix::io::read(fd.as_fd(), &mut buffer) {
                         Ok(0) => open[i] = false,
-                        Ok(n) => output(stream, &buffer[..n]),
+                        Ok(n) => match source {
+                            Source::Output(stream) => output(stream, &buffer[..n]),
+                            Source::Reports => reports.extend_from_slice(&buffer[..n]),
+                        },
                         Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
                         Err(errno) => {
                             return Err(Error::Wait {

@@ -18,6 +18,11 @@
 //!   so a metadata walk sees no change (the ctime of that directory does change; a
 //!   step that modifies it within the same timestamp tick as the stub creation is
 //!   taken as not having modified it).
+//!
+//! Where the image hides the stub lower (an opaque directory or a whiteout on the way
+//! to a mountpoint it lacks), the child creates the mountpoint in the merged tree and
+//! reports what it created; [`remove_created`] removes those entries from the upper
+//! dir afterwards, with the directories overlayfs copied up only to hold them.
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
@@ -27,8 +32,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timestamps};
 
-use super::Error;
 use super::prepare::Mountpoint;
+use super::{Error, Rootfs};
 
 const STUB_DIR_MODE: u32 = 0o755;
 const STUB_FILE_MODE: u32 = 0o644;
@@ -306,4 +311,68 @@ fn create_missing(
         )?;
     }
     Ok(())
+}
+
+/// Remove the mountpoints the child created (paths relative to the rootfs, in creation
+/// order): from the upper dir (overlay) or the directory. Entries the step filled stay.
+/// In overlay mode, directories that overlayfs copied up only to hold them — now empty,
+/// not opaque, with the mode and owner of the lower directory — are removed too. Best
+/// effort: a failure leaves an empty entry in the layer, nothing worse.
+pub(crate) fn remove_created(rootfs: &Rootfs, created: &[PathBuf]) {
+    let (base, lowers) = match rootfs {
+        Rootfs::Overlay { lowers, upper, .. } => (upper, Some(lowers)),
+        Rootfs::Dir(dir) => (dir, None),
+    };
+    for path in created.iter().rev() {
+        let full = base.join(path);
+        match std::fs::symlink_metadata(&full) {
+            Ok(metadata) if metadata.is_dir() => {
+                let _ = std::fs::remove_dir(&full);
+            }
+            Ok(metadata) if metadata.is_file() && metadata.len() == 0 => {
+                let _ = std::fs::remove_file(&full);
+            }
+            _ => {}
+        }
+    }
+    let Some(lowers) = lowers else {
+        return;
+    };
+    for path in created {
+        for ancestor in path.ancestors().skip(1) {
+            if ancestor.as_os_str().is_empty() || !prune_copy_up(base, lowers, ancestor) {
+                break;
+            }
+        }
+    }
+}
+
+/// Remove `upper/relative` if it is an empty, non-opaque directory with the mode and
+/// owner of the same directory in the top-most lower that has it. Returns whether the
+/// parent is worth looking at.
+fn prune_copy_up(upper: &Path, lowers: &[PathBuf], relative: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let dir = upper.join(relative);
+    let Ok(metadata) = std::fs::symlink_metadata(&dir) else {
+        return true;
+    };
+    let empty = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_none());
+    let opaque = rustix::fs::lgetxattr(&dir, super::OVERLAY_OPAQUE_XATTR, &mut [0u8; 4]).is_ok();
+    if !metadata.is_dir() || !empty || opaque {
+        return false;
+    }
+    let lower = lowers
+        .iter()
+        .find_map(|lower| std::fs::symlink_metadata(lower.join(relative)).ok());
+    match lower {
+        Some(lower)
+            if lower.is_dir()
+                && lower.mode() == metadata.mode()
+                && lower.uid() == metadata.uid()
+                && lower.gid() == metadata.gid() =>
+        {
+            std::fs::remove_dir(&dir).is_ok()
+        }
+        _ => false,
+    }
 }

@@ -276,6 +276,33 @@ impl Syscall for RealSyscall {
         unsafe { libc::close(fd) };
     }
 
+    fn readlink(&self, path: &CStr, buffer: &mut [u8]) -> Result<usize, Errno> {
+        // SAFETY: NUL-terminated path; the kernel writes at most `buffer.len()` bytes.
+        let len =
+            unsafe { libc::readlink(path.as_ptr(), buffer.as_mut_ptr().cast(), buffer.len()) };
+        if len < 0 {
+            Err(errno())
+        } else {
+            Ok(len as usize)
+        }
+    }
+
+    fn write_all(&self, fd: Fd, mut bytes: &[u8]) -> Result<(), Errno> {
+        while !bytes.is_empty() {
+            // SAFETY: writing from a live slice of the given length.
+            let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+            if written < 0 {
+                let error = errno();
+                if error == Errno::INTR {
+                    continue;
+                }
+                return Err(error);
+            }
+            bytes = bytes.get(written as usize..).unwrap_or(&[]);
+        }
+        Ok(())
+    }
+
     fn copy_contents(&self, from: Fd, to: Fd) -> Result<(), Errno> {
         let mut buffer = [0u8; 8192];
         loop {
@@ -460,19 +487,10 @@ impl Syscall for RealSyscall {
     }
 }
 
-/// Write all of `bytes` to `fd` from the child (no allocation).
-pub(crate) fn write_all_raw(fd: Fd, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        // SAFETY: writing from a live slice of the given length.
-        let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if written <= 0 {
-            if written < 0 && errno() == Errno::INTR {
-                continue;
-            }
-            return;
-        }
-        bytes = bytes.get(written as usize..).unwrap_or(&[]);
-    }
+/// Write all of `bytes` to `fd` from a forked child (no allocation); errors ignored:
+/// there is nobody left to tell.
+pub(crate) fn write_all_raw(fd: Fd, bytes: &[u8]) {
+    let _ = RealSyscall.write_all(fd, bytes);
 }
 
 /// Start the sandbox process with `clone3(namespaces | CLONE_PIDFD)`.
@@ -519,7 +537,8 @@ pub(crate) fn spawn_sandbox<F: FnOnce() -> i32>(
     Ok((pid, pidfd))
 }
 
-/// Spawn `command` in new user and mount namespaces. Before exec the child writes its
+/// Spawn `command` in new user and mount namespaces, with SIGKILL as its parent-death
+/// signal (the parent being the calling thread). Before exec the child writes its
 /// pid (4 bytes, native endian) to `ready` and blocks until one byte arrives on `go`:
 /// 1 means "maps written, go on"; anything else makes the spawn fail. Both descriptors
 /// are `O_CLOEXEC` copies inherited through fork.
@@ -529,6 +548,11 @@ pub(crate) fn spawn_in_new_userns(
     go: RawFd,
 ) -> io::Result<Child> {
     let hook = move || -> io::Result<()> {
+        // SAFETY: prctl with integer arguments: the re-executed kiln dies with this one
+        // (even by SIGKILL) instead of building on as an orphan.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
         // SAFETY: unshare with integer flags in the freshly forked, single-threaded child.
         if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) } < 0 {
             return Err(io::Error::last_os_error());

@@ -76,6 +76,10 @@ pub(crate) trait Syscall {
     fn mkdirat(&self, dir: Fd, name: &CStr, mode: u32) -> Result<(), Errno>;
     fn symlinkat(&self, target: &CStr, dir: Fd, name: &CStr) -> Result<(), Errno>;
     fn close(&self, fd: Fd);
+    /// `readlink` into `buffer`; returns the length (not NUL-terminated).
+    fn readlink(&self, path: &CStr, buffer: &mut [u8]) -> Result<usize, Errno>;
+    /// Write all of `bytes`.
+    fn write_all(&self, fd: Fd, bytes: &[u8]) -> Result<(), Errno>;
     /// Copy all bytes of `from` into `to` (a small stack buffer, no allocation).
     fn copy_contents(&self, from: Fd, to: Fd) -> Result<(), Errno>;
     fn fchown(&self, fd: Fd, uid: u32, gid: u32) -> Result<(), Errno>;
@@ -112,11 +116,12 @@ pub(crate) mod recording {
     use std::cell::{Cell, RefCell};
 
     /// Records every call as one line; fails the calls whose line starts with a
-    /// configured prefix.
+    /// configured prefix (recorded with `-> errno N` appended).
     #[derive(Debug, Default)]
     pub(crate) struct Recording {
         calls: RefCell<Vec<String>>,
-        failures: Vec<(String, Errno)>,
+        /// (line prefix, errno, how many more times; `None`: always).
+        failures: Vec<(String, Errno, Cell<Option<usize>>)>,
         next_fd: Cell<Fd>,
     }
 
@@ -130,7 +135,20 @@ pub(crate) mod recording {
 
         /// Make every call whose recorded line starts with `prefix` fail with `errno`.
         pub(crate) fn failing(mut self, prefix: &str, errno: Errno) -> Recording {
-            self.failures.push((prefix.to_owned(), errno));
+            self.failures
+                .push((prefix.to_owned(), errno, Cell::new(None)));
+            self
+        }
+
+        /// … only the first `times` such calls.
+        pub(crate) fn failing_times(
+            mut self,
+            prefix: &str,
+            errno: Errno,
+            times: usize,
+        ) -> Recording {
+            self.failures
+                .push((prefix.to_owned(), errno, Cell::new(Some(times))));
             self
         }
 
@@ -138,22 +156,47 @@ pub(crate) mod recording {
             self.calls.borrow().clone()
         }
 
+        fn failure_for(&self, line: &str) -> Option<Errno> {
+            for (prefix, errno, remaining) in &self.failures {
+                if !line.starts_with(prefix.as_str()) {
+                    continue;
+                }
+                match remaining.get() {
+                    None => return Some(*errno),
+                    Some(0) => continue,
+                    Some(n) => {
+                        remaining.set(Some(n - 1));
+                        return Some(*errno);
+                    }
+                }
+            }
+            None
+        }
+
         fn record(&self, line: String) -> Result<(), Errno> {
-            let failure = self
-                .failures
-                .iter()
-                .find(|(prefix, _)| line.starts_with(prefix.as_str()))
-                .map(|(_, errno)| *errno);
-            self.calls.borrow_mut().push(line);
-            match failure {
-                Some(errno) => Err(errno),
-                None => Ok(()),
+            match self.failure_for(&line) {
+                Some(errno) => {
+                    self.calls
+                        .borrow_mut()
+                        .push(format!("{line} -> errno {}", errno.raw_os_error()));
+                    Err(errno)
+                }
+                None => {
+                    self.calls.borrow_mut().push(line);
+                    Ok(())
+                }
             }
         }
 
         fn record_fd(&self, line: String) -> Result<Fd, Errno> {
+            if let Some(errno) = self.failure_for(&line) {
+                self.calls
+                    .borrow_mut()
+                    .push(format!("{line} -> errno {}", errno.raw_os_error()));
+                return Err(errno);
+            }
             let fd = self.next_fd.get();
-            self.record(format!("{line} = {fd}"))?;
+            self.calls.borrow_mut().push(format!("{line} = {fd}"));
             self.next_fd.set(fd + 1);
             Ok(fd)
         }
@@ -302,6 +345,17 @@ pub(crate) mod recording {
         }
         fn close(&self, fd: Fd) {
             let _ = self.record(format!("close({fd})"));
+        }
+        fn readlink(&self, path: &CStr, buffer: &mut [u8]) -> Result<usize, Errno> {
+            self.record(format!("readlink({})", show(path)))?;
+            // What the kernel would say for an entry created below the test mountpoint.
+            let resolved = b"/run/k/root/created/by/child";
+            let len = resolved.len().min(buffer.len());
+            buffer[..len].copy_from_slice(&resolved[..len]);
+            Ok(len)
+        }
+        fn write_all(&self, fd: Fd, bytes: &[u8]) -> Result<(), Errno> {
+            self.record(format!("write({fd}, {:?})", String::from_utf8_lossy(bytes)))
         }
         fn copy_contents(&self, from: Fd, to: Fd) -> Result<(), Errno> {
             self.record(format!("copy({from} -> {to})"))

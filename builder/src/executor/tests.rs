@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::child::DOCKER_DEFAULT_CAPABILITIES;
 use super::child::{ChildFds, Failure, setup_and_exec};
-use super::prepare::{HostInfo, RunPaths, prepare};
+use super::prepare::{HostInfo, RunPaths, mountpoints, prepare};
 use super::syscall::Errno;
 use super::syscall::recording::Recording;
 use super::{Mount, Network, Rootfs, RunSpec, SetupStage, User};
@@ -37,8 +37,8 @@ fn paths() -> RunPaths {
         mountpoint: "/run/k/root".into(),
         stub_lower: Some("/run/k/stub".into()),
         secrets: "/run/k/secrets".into(),
-        hosts: "/etc/hosts".into(),
-        resolv_conf: "/etc/resolv.conf".into(),
+        hosts: Some("/etc/hosts".into()),
+        resolv_conf: Some("/etc/resolv.conf".into()),
     }
 }
 
@@ -55,10 +55,19 @@ const FDS: ChildFds = ChildFds {
     stdin: 10,
     stdout: 11,
     stderr: 12,
+    report: 13,
 };
 
+fn plan(
+    spec: &RunSpec,
+    paths: &RunPaths,
+    host: &HostInfo,
+) -> Result<super::child::Prepared, super::Error> {
+    prepare(spec, &mountpoints(spec)?, paths, host)
+}
+
 fn record(spec: &RunSpec, paths: &RunPaths, host: &HostInfo, sys: &Recording) -> Failure {
-    let plan = prepare(spec, paths, host).expect("plan");
+    let plan = plan(spec, paths, host).expect("plan");
     setup_and_exec(&plan, FDS, sys)
 }
 
@@ -515,7 +524,7 @@ fn pivot_root_falls_back_to_move_and_chroot() {
         calls[pivot..pivot + 4],
         lines(
             r#"
-            pivot_root(".", ".")
+            pivot_root(".", ".") -> errno 22
             mount(".", "/", NULL, MOVE, NULL)
             chroot(".")
             chdir("/")
@@ -540,7 +549,7 @@ fn exec_searches_path_like_execvp() {
         execs,
         lines(
             r#"
-            execve("/usr/local/bin/tool", ["tool", "--flag"], ["PATH=/usr/local/bin:/usr/bin"])
+            execve("/usr/local/bin/tool", ["tool", "--flag"], ["PATH=/usr/local/bin:/usr/bin"]) -> errno 2
             execve("/usr/bin/tool", ["tool", "--flag"], ["PATH=/usr/local/bin:/usr/bin"])
             "#
         )
@@ -584,11 +593,27 @@ fn missing_resolv_conf_target_is_skipped_but_a_run_mount_target_is_not() {
     }];
     let sys = Recording::new().failing(r#"openat2(100, "scratch""#, Errno::NOENT);
     let failure = record(&spec, &paths(), &root_host(), &sys);
+    // It is created (and reported), but still does not resolve: that is an error.
     assert_eq!(failure.stage, SetupStage::ResolveMountTarget);
-    let plan = prepare(&spec, &paths(), &root_host()).unwrap();
+    let plan = plan(&spec, &paths(), &root_host()).unwrap();
     assert_eq!(
         super::prepare::op_target(&plan, failure.index),
         Some(PathBuf::from("/scratch"))
+    );
+}
+
+#[test]
+fn a_host_without_resolv_conf_binds_nothing_there() {
+    let no_resolv = RunPaths {
+        resolv_conf: None,
+        ..paths()
+    };
+    let calls = calls_of(&spec(overlay()), &no_resolv, &root_host());
+    assert!(!calls.iter().any(|call| call.contains("resolv.conf")));
+    assert!(
+        calls
+            .iter()
+            .any(|call| call.contains(r#"mount("/etc/hosts""#))
     );
 }
 
@@ -609,19 +634,19 @@ fn invalid_specs_are_refused_before_anything_runs() {
     let mut bad = spec(overlay());
     bad.argv.clear();
     assert!(matches!(
-        prepare(&bad, &paths(), &root_host()),
+        plan(&bad, &paths(), &root_host()),
         Err(super::Error::EmptyArgv)
     ));
     let mut bad = spec(overlay());
     bad.cwd = "relative".into();
     assert!(matches!(
-        prepare(&bad, &paths(), &root_host()),
+        plan(&bad, &paths(), &root_host()),
         Err(super::Error::RelativePath { .. })
     ));
     let mut bad = spec(overlay());
     bad.env.push(("BAD".into(), "nul\0byte".into()));
     assert!(matches!(
-        prepare(&bad, &paths(), &root_host()),
+        plan(&bad, &paths(), &root_host()),
         Err(super::Error::NulByte { .. })
     ));
     let mut bad = spec(overlay());
@@ -631,7 +656,52 @@ fn invalid_specs_are_refused_before_anything_runs() {
         mode: 0o755,
     }];
     assert!(matches!(
-        prepare(&bad, &paths(), &root_host()),
+        plan(&bad, &paths(), &root_host()),
         Err(super::Error::RelativePath { .. })
     ));
+}
+
+#[test]
+fn hidden_mount_target_is_created_in_the_rootfs_and_reported() {
+    let mut spec = spec(overlay());
+    spec.mounts = vec![Mount::Tmpfs {
+        target: "/root/.cache".into(),
+        size: None,
+        mode: 0o755,
+    }];
+    // The stub is hidden: the target and then its last component do not resolve.
+    let sys = Recording::new().failing_times(r#"openat2(100, "root/.cache""#, Errno::NOENT, 2);
+    record(&spec, &paths(), &root_host(), &sys);
+    let calls = sys.calls();
+    let start = calls
+        .iter()
+        .position(|call| call.starts_with(r#"openat2(100, "root/.cache""#))
+        .unwrap();
+    let report = format!(
+        "write(13, {:?})",
+        String::from_utf8_lossy(b"\x10\x00created/by/child")
+    );
+    let mut expected = lines(
+        r#"
+        openat2(100, "root/.cache", PATH|CLOEXEC, IN_ROOT|NO_MAGICLINKS) -> errno 2
+        openat2(100, "root", PATH|CLOEXEC, IN_ROOT|NO_MAGICLINKS) = 137
+        close(137)
+        openat2(100, "root/.cache", PATH|CLOEXEC, IN_ROOT|NO_MAGICLINKS) -> errno 2
+        openat2(100, "root", PATH|DIRECTORY|CLOEXEC, IN_ROOT|NO_MAGICLINKS) = 138
+        mkdirat(138, ".cache", 0o755)
+        openat(138, ".cache", PATH|NOFOLLOW|CLOEXEC, 0o0) = 139
+        readlink("/proc/self/fd/139")
+        close(139)
+        "#,
+    );
+    expected.push(report);
+    expected.extend(lines(
+        r#"
+        close(138)
+        openat2(100, "root/.cache", PATH|CLOEXEC, IN_ROOT|NO_MAGICLINKS) = 140
+        mount("tmpfs", "/proc/self/fd/140", "tmpfs", NOSUID|NODEV, "mode=755")
+        close(140)
+        "#,
+    ));
+    assert_eq!(calls[start..start + expected.len()], expected[..]);
 }
