@@ -206,8 +206,8 @@ fn source_date_epoch_gives_reproducible_digests() {
     let (env, a) = make();
     let (_env2, b) = make();
     assert_eq!(a, b);
-    assert_eq!(config_of(&env, "r")["created"], "2023-11-14T22:13:20Z");
-    let rootfs = unpack(&env, "r");
+    assert_eq!(config_of(&env, "r:latest")["created"], "2023-11-14T22:13:20Z");
+    let rootfs = unpack(&env, "r:latest");
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(rootfs.join("hi")).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (1000, 65534));
