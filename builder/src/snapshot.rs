@@ -119,13 +119,13 @@ pub fn remove_tree(path: &Path) {
     // children: open them up first.
     fn open_up(path: &Path) {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = fs::symlink_metadata(path) {
-            if meta.is_dir() {
-                let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
-                if let Ok(entries) = fs::read_dir(path) {
-                    for entry in entries.flatten() {
-                        open_up(&entry.path());
-                    }
+        if let Ok(meta) = fs::symlink_metadata(path)
+            && meta.is_dir()
+        {
+            let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+            if let Ok(entries) = fs::read_dir(path) {
+                for entry in entries.flatten() {
+                    open_up(&entry.path());
                 }
             }
         }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -29,51 +29,22 @@ impl Mode {
     }
 }
 
-/// The last lines of each step's output, kept for error messages.
-#[derive(Debug, Default, Clone)]
-pub struct OutputTail {
-    lines: Arc<Mutex<BTreeMap<(String, usize), Vec<String>>>>,
-}
-
-impl OutputTail {
-    const KEEP: usize = 20;
-
-    fn push(&self, build: &str, step: usize, line: &str) {
-        let mut map = self.lines.lock().expect("tail lock");
-        let lines = map.entry((build.to_owned(), step)).or_default();
-        lines.push(line.to_owned());
-        if lines.len() > Self::KEEP {
-            lines.remove(0);
-        }
-    }
-
-    pub fn of(&self, build: &str, step: usize) -> Vec<String> {
-        let map = self.lines.lock().expect("tail lock");
-        map.get(&(build.to_owned(), step))
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
 struct TtyState {
     multi: MultiProgress,
     bars: BTreeMap<(String, usize), ProgressBar>,
 }
 
 /// Makes the reporter the build engine sends its events to.
-pub fn reporter(mode: Mode, tail: OutputTail) -> Reporter {
+pub fn reporter(mode: Mode) -> Reporter {
     match mode.resolve() {
         Mode::Json => Reporter::new(move |timed: Timed| {
-            if let Event::StepOutput { build, step, line } = &timed.event {
-                tail.push(build, *step, line);
-            }
             let line = serde_json::to_string(&timed).expect("events serialise");
             let _ = writeln!(std::io::stderr().lock(), "{line}");
         }),
         Mode::Plain | Mode::Auto => {
             let start = Mutex::new(BTreeMap::<(String, usize), u64>::new());
             Reporter::new(move |timed: Timed| {
-                let text = plain_line(&timed, &tail, &start);
+                let text = plain_line(&timed, &start);
                 if let Some(text) = text {
                     let _ = writeln!(std::io::stderr().lock(), "{text}");
                 }
@@ -85,7 +56,7 @@ pub fn reporter(mode: Mode, tail: OutputTail) -> Reporter {
                 bars: BTreeMap::new(),
             });
             let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-            Reporter::new(move |timed: Timed| tty_event(&state, &tail, timed, no_color))
+            Reporter::new(move |timed: Timed| tty_event(&state, timed, no_color))
         }
     }
 }
@@ -98,11 +69,7 @@ fn prefix(build: &str, step: usize) -> String {
     }
 }
 
-fn plain_line(
-    timed: &Timed,
-    tail: &OutputTail,
-    start: &Mutex<BTreeMap<(String, usize), u64>>,
-) -> Option<String> {
+fn plain_line(timed: &Timed, start: &Mutex<BTreeMap<(String, usize), u64>>) -> Option<String> {
     Some(match &timed.event {
         Event::Notice { message } => message.clone(),
         Event::Warning { message } => format!("warning: {message}"),
@@ -133,10 +100,7 @@ fn plain_line(
             )
         }
         Event::StepCached { build, step } => format!("{} CACHED", prefix(build, *step)),
-        Event::StepOutput { build, step, line } => {
-            tail.push(build, *step, line);
-            format!("{} {line}", prefix(build, *step))
-        }
+        Event::StepOutput { build, step, line } => format!("{} {line}", prefix(build, *step)),
         Event::StepFinished {
             build,
             step,
@@ -172,7 +136,7 @@ fn plain_line(
     })
 }
 
-fn tty_event(state: &Mutex<TtyState>, tail: &OutputTail, timed: Timed, no_color: bool) {
+fn tty_event(state: &Mutex<TtyState>, timed: Timed, no_color: bool) {
     let mut state = state.lock().expect("tty lock");
     let running = ProgressStyle::with_template("{spinner} {prefix} {msg} {elapsed}")
         .expect("template")
@@ -204,7 +168,6 @@ fn tty_event(state: &Mutex<TtyState>, tail: &OutputTail, timed: Timed, no_color:
             }
         }
         Event::StepOutput { build, step, line } => {
-            tail.push(&build, step, &line);
             if state.bars.contains_key(&(build.clone(), step)) {
                 let _ = state.multi.println(format!("    {line}"));
             }

@@ -14,7 +14,10 @@ pub fn cancel_on_interrupt(token: &CancelToken) {
     }
     let token = token.clone();
     std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt,
             Err(_) => return,
         };

@@ -66,7 +66,11 @@ fn events(out: &Output) -> Vec<serde_json::Value> {
 
 /// The files of the image's layers, flattened with umoci (a real tool).
 fn unpack(env: &Env, name: &str) -> PathBuf {
-    let bundle = env.home.parent().unwrap().join(format!("bundle-{}", name.replace([':', '/'], "_")));
+    let bundle = env
+        .home
+        .parent()
+        .unwrap()
+        .join(format!("bundle-{}", name.replace([':', '/'], "_")));
     let status = Command::new("umoci")
         .args(["unpack", "--image"])
         .arg(format!("{}:{name}", env.home.display()))
@@ -79,9 +83,17 @@ fn unpack(env: &Env, name: &str) -> PathBuf {
 
 fn config_of(env: &Env, name: &str) -> serde_json::Value {
     let store = Store::open(&env.home).unwrap();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&store.read_blob(&store.resolve(name).unwrap().digest).unwrap()).unwrap();
-    let digest = manifest["config"]["digest"].as_str().unwrap().parse().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &store
+            .read_blob(&store.resolve(name).unwrap().digest)
+            .unwrap(),
+    )
+    .unwrap();
+    let digest = manifest["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     serde_json::from_slice(&store.read_blob(&digest).unwrap()).unwrap()
 }
 
@@ -115,7 +127,10 @@ fn multi_stage_build_runs_copies_and_configures() {
         std::fs::read_to_string(rootfs.join("app/greeting")).unwrap(),
         "hi from builder\n"
     );
-    assert_eq!(std::fs::read_to_string(rootfs.join("app/data.txt")).unwrap(), "some data\n");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("app/data.txt")).unwrap(),
+        "some data\n"
+    );
     // The builder stage's deletion is not in the final stage.
     assert!(rootfs.join("bin/vi").symlink_metadata().is_ok());
 
@@ -128,7 +143,13 @@ fn multi_stage_build_runs_copies_and_configures() {
     assert!(c["ExposedPorts"]["8080/tcp"].is_object());
     assert_eq!(c["Healthcheck"]["Interval"], 5_000_000_000i64);
     assert_eq!(c["Cmd"], serde_json::json!(["cat", "/app/greeting"]));
-    assert!(c["Env"].as_array().unwrap().iter().any(|e| e == "APP_MODE=prod"));
+    assert!(
+        c["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "APP_MODE=prod")
+    );
 }
 
 #[test]
@@ -206,7 +227,10 @@ fn source_date_epoch_gives_reproducible_digests() {
     let (env, a) = make();
     let (_env2, b) = make();
     assert_eq!(a, b);
-    assert_eq!(config_of(&env, "r:latest")["created"], "2023-11-14T22:13:20Z");
+    assert_eq!(
+        config_of(&env, "r:latest")["created"],
+        "2023-11-14T22:13:20Z"
+    );
     let rootfs = unpack(&env, "r:latest");
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(rootfs.join("hi")).unwrap();
@@ -249,7 +273,11 @@ fn outputs_are_read_by_real_tools() {
         .arg(format!("oci:{}:out:1", oci_dir.display()))
         .output()
         .unwrap();
-    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
     for (transport, path) in [("oci-archive", &oci_tar), ("docker-archive", &docker_tar)] {
         let inspect = Command::new("skopeo")
             .arg("inspect")

@@ -1,9 +1,9 @@
 //! Base images: found in the store by name, or pulled (verified) into it.
 
-use std::io::{Read, Seek, Write};
+use std::io::Write;
 use std::sync::Arc;
 
-use kiln_registry::{BlobStore, ClientConfig, Reference, RegistryClient, StoreError};
+use kiln_registry::{BlobStore, Reference, RegistryClient, StoreError};
 
 use super::Error;
 use crate::digest::Digest;
@@ -220,11 +220,13 @@ fn store_error(digest: &Digest, error: store::Error) -> StoreError {
 }
 
 fn to_local(d: &kiln_registry::Digest) -> Result<Digest, StoreError> {
-    d.to_string().parse().map_err(|e: crate::digest::ParseDigestError| StoreError::Io {
-        operation: "reading digest",
-        path: std::path::PathBuf::from(d.to_string()),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-    })
+    d.to_string()
+        .parse()
+        .map_err(|e: crate::digest::ParseDigestError| StoreError::Io {
+            operation: "reading digest",
+            path: std::path::PathBuf::from(d.to_string()),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        })
 }
 
 impl BlobStore for StoreAdapter {
@@ -238,7 +240,10 @@ impl BlobStore for StoreAdapter {
         size: u64,
     ) -> Result<Box<dyn kiln_registry::BlobWriter>, StoreError> {
         let expected = to_local(digest)?;
-        let writer = self.0.blob_writer().map_err(|e| store_error(&expected, e))?;
+        let writer = self
+            .0
+            .blob_writer()
+            .map_err(|e| store_error(&expected, e))?;
         Ok(Box::new(AdapterWriter {
             writer,
             expected,
@@ -246,10 +251,15 @@ impl BlobStore for StoreAdapter {
         }))
     }
 
-    fn open(&self, digest: &kiln_registry::Digest) -> Result<Box<dyn kiln_registry::BlobReader>, StoreError> {
+    fn open(
+        &self,
+        digest: &kiln_registry::Digest,
+    ) -> Result<Box<dyn kiln_registry::BlobReader>, StoreError> {
         let local = to_local(digest)?;
-        let file = self.0.open_blob(&local).map_err(|e| store_error(&local, e))?;
+        let file = self
+            .0
+            .open_blob(&local)
+            .map_err(|e| store_error(&local, e))?;
         Ok(Box::new(file) as Box<dyn kiln_registry::BlobReader>)
     }
 }
-

@@ -32,8 +32,8 @@ use crate::copy;
 use crate::digest::Digest;
 use crate::executor::{self, CancelToken};
 use crate::frontend::dockerfile::{
-    self, Base, CommandLine, Healthcheck, ResolveOptions, ResolvedInstruction,
-    ResolvedStage, StageOrImage, Step,
+    self, Base, CommandLine, Healthcheck, ResolveOptions, ResolvedInstruction, ResolvedStage,
+    StageOrImage, Step,
 };
 use crate::image::{self, Format, History, ImageConfig, Manifest, chain_ids};
 use crate::layer;
@@ -234,10 +234,10 @@ pub fn build(
             wanted.push((reference.clone(), platform.clone()));
         }
         for step in &stage.steps {
-            if let ResolvedInstruction::Copy(copy) = &step.instruction {
-                if let Some(StageOrImage::Image(reference)) = &copy.from {
-                    wanted.push((reference.clone(), platform.clone()));
-                }
+            if let ResolvedInstruction::Copy(copy) = &step.instruction
+                && let Some(StageOrImage::Image(reference)) = &copy.from
+            {
+                wanted.push((reference.clone(), platform.clone()));
             }
         }
     }
@@ -258,7 +258,10 @@ pub fn build(
             insecure_registries: request.insecure_registries.clone(),
             ..Default::default()
         };
-        let made = (kiln_registry::RegistryClient::new(config), Arc::new(runtime));
+        let made = (
+            kiln_registry::RegistryClient::new(config),
+            Arc::new(runtime),
+        );
         Ok(client_cell.get_or_init(|| made).clone())
     };
     let mut images = BTreeMap::new();
@@ -282,7 +285,9 @@ pub fn build(
             .collect()
     })?;
     for arg in &resolved.unused_build_args {
-        reporter.warn(format!("build arg {arg} was given but no needed stage declares it"));
+        reporter.warn(format!(
+            "build arg {arg} was given but no needed stage declares it"
+        ));
     }
 
     let context = BuildContext::open(&request.context, ContextOptions::default())?;
@@ -308,20 +313,14 @@ pub fn build(
     };
 
     let target_index = resolved.target().index;
-    let stage_names: BTreeMap<usize, String> = resolved
-        .stages
-        .iter()
-        .map(|s| (s.index, s.name.clone().unwrap_or_else(|| s.index.to_string())))
-        .collect();
     let outcome: Vec<Result<(), Error>> = std::thread::scope(|scope| {
         let handles: Vec<_> = resolved
             .stages
             .iter()
             .map(|stage| {
                 let shared = &shared;
-                let names = &stage_names;
                 scope.spawn(move || {
-                    let result = run_stage(shared, stage, names);
+                    let result = run_stage(shared, stage);
                     let mut results = shared.results.lock().expect("results lock");
                     let ok = result.as_ref().ok().cloned().map(Arc::new);
                     results.insert(stage.index, ok);
@@ -416,11 +415,7 @@ fn stage_label(stage: &ResolvedStage) -> String {
         .unwrap_or_else(|| format!("stage-{}", stage.index))
 }
 
-fn run_stage(
-    shared: &Shared<'_>,
-    stage: &ResolvedStage,
-    names: &BTreeMap<usize, String>,
-) -> Result<StageState, Error> {
+fn run_stage(shared: &Shared<'_>, stage: &ResolvedStage) -> Result<StageState, Error> {
     let label = stage_label(stage);
     let mut state = match &stage.base {
         Base::Scratch => {
@@ -459,21 +454,20 @@ fn run_stage(
         Base::Stage(index) => (*wait_for(shared, *index, &label)?).clone(),
     };
     // A stage's own build never inherits its base's ONBUILD list as triggers to keep.
-    if !matches!(stage.base, Base::Stage(_)) {
-        if let Some(triggers) = state.config.config.on_build.take() {
-            if !triggers.is_empty() {
-                return Err(Error::Unsupported {
-                    location: stage.location.to_string(),
-                    what: "running ONBUILD triggers of a base image".into(),
-                });
-            }
-        }
+    if !matches!(stage.base, Base::Stage(_))
+        && let Some(triggers) = state.config.config.on_build.take()
+        && !triggers.is_empty()
+    {
+        return Err(Error::Unsupported {
+            location: stage.location.to_string(),
+            what: "running ONBUILD triggers of a base image".into(),
+        });
     }
     for step in &stage.steps {
         if shared.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        run_step(shared, stage, &label, step, &mut state, names)?;
+        run_step(shared, &label, step, &mut state)?;
     }
     Ok(state)
 }
@@ -528,7 +522,11 @@ fn command_vec(config: &ImageConfig, command: &CommandLine) -> Vec<String> {
 }
 
 /// Applies a metadata instruction to the config; false if `instruction` is not one.
-fn apply_meta(config: &mut ImageConfig, instruction: &ResolvedInstruction, workdir_base: &str) -> bool {
+fn apply_meta(
+    config: &mut ImageConfig,
+    instruction: &ResolvedInstruction,
+    workdir_base: &str,
+) -> bool {
     let c = &mut config.config;
     match instruction {
         ResolvedInstruction::Env(vars) => {
@@ -559,9 +557,10 @@ fn apply_meta(config: &mut ImageConfig, instruction: &ResolvedInstruction, workd
         ResolvedInstruction::User(user) => c.user = Some(user.clone()),
         ResolvedInstruction::StopSignal(signal) => c.stop_signal = Some(signal.clone()),
         ResolvedInstruction::Shell(shell) => c.shell = Some(shell.clone()),
-        ResolvedInstruction::Onbuild(trigger) => {
-            c.on_build.get_or_insert_with(Vec::new).push(trigger.clone())
-        }
+        ResolvedInstruction::Onbuild(trigger) => c
+            .on_build
+            .get_or_insert_with(Vec::new)
+            .push(trigger.clone()),
         ResolvedInstruction::Healthcheck(hc) => c.healthcheck = healthcheck_config(hc),
         ResolvedInstruction::Cmd(cmd) => {
             let argv = command_vec(config, cmd);
@@ -577,7 +576,9 @@ fn apply_meta(config: &mut ImageConfig, instruction: &ResolvedInstruction, workd
         ResolvedInstruction::Workdir(dir) => {
             c.working_dir = Some(join_path(workdir_base, dir));
         }
-        ResolvedInstruction::Run(_) | ResolvedInstruction::Copy(_) | ResolvedInstruction::Add(_) => {
+        ResolvedInstruction::Run(_)
+        | ResolvedInstruction::Copy(_)
+        | ResolvedInstruction::Add(_) => {
             return false;
         }
     }
@@ -588,7 +589,11 @@ fn join_path(base: &str, path: &str) -> String {
     if path.starts_with('/') {
         clean_path(path)
     } else {
-        clean_path(&format!("{}/{}", if base.is_empty() { "/" } else { base }, path))
+        clean_path(&format!(
+            "{}/{}",
+            if base.is_empty() { "/" } else { base },
+            path
+        ))
     }
 }
 
@@ -608,11 +613,9 @@ fn clean_path(path: &str) -> String {
 
 fn run_step(
     shared: &Shared<'_>,
-    stage: &ResolvedStage,
     label: &str,
     step: &Step,
     state: &mut StageState,
-    names: &BTreeMap<usize, String>,
 ) -> Result<(), Error> {
     let location = step.location.to_string();
     let workdir = state.config.config.working_dir.clone().unwrap_or_default();
@@ -689,7 +692,11 @@ fn run_step(
                     })
                     .collect(),
                 dest: c.dest.clone(),
-                workdir: if workdir.is_empty() { "/".into() } else { workdir.clone() },
+                workdir: if workdir.is_empty() {
+                    "/".into()
+                } else {
+                    workdir.clone()
+                },
                 chown: c.chown.clone(),
                 chmod: chmod_of(&c.chmod, &location)?,
                 exclude: c.exclude.clone(),
@@ -705,7 +712,6 @@ fn run_step(
                     let from = wait_for(shared, *index, label)?;
                     from_view = rootfs_view(shared, &from.layers, &location, &step.source)?;
                     key.part(&format!("from-stage {}", from.key));
-                    let _ = names;
                     copy::Source::Rootfs(&from_view)
                 }
                 Some(StageOrImage::Image(reference)) => {
@@ -743,7 +749,11 @@ fn run_step(
                     })
                     .collect(),
                 dest: a.dest.clone(),
-                workdir: if workdir.is_empty() { "/".into() } else { workdir.clone() },
+                workdir: if workdir.is_empty() {
+                    "/".into()
+                } else {
+                    workdir.clone()
+                },
                 chown: a.chown.clone(),
                 chmod: chmod_of(&a.chmod, &location)?,
                 exclude: a.exclude.clone(),
@@ -752,13 +762,14 @@ fn run_step(
                 checksum,
                 keep_git_dir: a.keep_git_dir,
             };
-            let plan = copy::plan(copy::Source::Context(&shared.context), &op).map_err(|source| {
-                Error::Copy {
-                    location: location.clone(),
-                    instruction: step.source.clone(),
-                    source,
-                }
-            })?;
+            let plan =
+                copy::plan(copy::Source::Context(&shared.context), &op).map_err(|source| {
+                    Error::Copy {
+                        location: location.clone(),
+                        instruction: step.source.clone(),
+                        source,
+                    }
+                })?;
             key.part(&copy::cache_digest(&plan).to_string());
             copy_plan = Some((plan, a.link));
         }
@@ -766,8 +777,10 @@ fn run_step(
     }
     let key = key.finish();
 
-    if !shared.request.no_cache {
-        if let Some(record) = shared.cache.get(shared.store, &key) {
+    if !shared.request.no_cache
+        && let Some(record) = shared.cache.get(shared.store, &key)
+    {
+        {
             apply_record(state, &record, step);
             state.key = key;
             shared.stats.lock().expect("stats lock").1 += 1;
@@ -875,15 +888,20 @@ fn chmod_text(chmod: &dockerfile::Chmod) -> String {
     }
 }
 
-fn chmod_of(chmod: &Option<dockerfile::Chmod>, location: &str) -> Result<Option<copy::Chmod>, Error> {
+fn chmod_of(
+    chmod: &Option<dockerfile::Chmod>,
+    location: &str,
+) -> Result<Option<copy::Chmod>, Error> {
     match chmod {
         None => Ok(None),
         Some(c) => {
             let text = chmod_text(c);
-            text.parse::<copy::Chmod>().map(Some).map_err(|_| Error::Unsupported {
-                location: location.to_owned(),
-                what: format!("--chmod={text}"),
-            })
+            text.parse::<copy::Chmod>()
+                .map(Some)
+                .map_err(|_| Error::Unsupported {
+                    location: location.to_owned(),
+                    what: format!("--chmod={text}"),
+                })
         }
     }
 }
@@ -909,36 +927,53 @@ fn apply_record(state: &mut StageState, record: &Record, step: &Step) {
 }
 
 /// Snapshot directories for `layers` (top-most first), unpacking any missing.
-fn ensure_snapshots(shared: &Shared<'_>, layers: &[LayerRef], location: &str, instruction: &str) -> Result<Vec<PathBuf>, Error> {
+fn ensure_snapshots(
+    shared: &Shared<'_>,
+    layers: &[LayerRef],
+    location: &str,
+    instruction: &str,
+) -> Result<Vec<PathBuf>, Error> {
     let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let chains = chain_ids(&diff_ids);
     let mut dirs = Vec::with_capacity(layers.len());
     for (layer, chain) in layers.iter().zip(&chains) {
-        let dir = shared.snapshots.ensure(chain, |dest: &Path| -> Result<(), Error> {
-            let blob = shared.store.open_blob(&layer.digest)?;
-            // The executor mounts overlayfs with `userxattr`, so opaque markers
-            // of lower dirs live in the user namespace.
-            let options = layer::ApplyOptions {
-                overlay_xattrs: layer::OverlayXattrNamespace::User,
-                ..layer::ApplyOptions::overlay_lower_dir(Some(layer.diff_id.clone()))
-            };
-            layer::unpack_layer(std::io::BufReader::new(blob), dest, &options).map_err(|source| {
-                Error::Layer {
-                    location: location.to_owned(),
-                    instruction: instruction.to_owned(),
-                    source,
-                }
+        let dir = shared
+            .snapshots
+            .ensure(chain, |dest: &Path| -> Result<(), Error> {
+                let blob = shared.store.open_blob(&layer.digest)?;
+                // The executor mounts overlayfs with `userxattr`, so opaque markers
+                // of lower dirs live in the user namespace.
+                let options = layer::ApplyOptions {
+                    overlay_xattrs: layer::OverlayXattrNamespace::User,
+                    ..layer::ApplyOptions::overlay_lower_dir(Some(layer.diff_id.clone()))
+                };
+                layer::unpack_layer(std::io::BufReader::new(blob), dest, &options).map_err(
+                    |source| Error::Layer {
+                        location: location.to_owned(),
+                        instruction: instruction.to_owned(),
+                        source,
+                    },
+                )?;
+                Ok(())
             })?;
-            Ok(())
-        })?;
         dirs.push(dir);
     }
     dirs.reverse();
     Ok(dirs)
 }
 
-fn rootfs_view(shared: &Shared<'_>, layers: &[LayerRef], location: &str, instruction: &str) -> Result<RootfsView, Error> {
-    Ok(RootfsView::new(ensure_snapshots(shared, layers, location, instruction)?))
+fn rootfs_view(
+    shared: &Shared<'_>,
+    layers: &[LayerRef],
+    location: &str,
+    instruction: &str,
+) -> Result<RootfsView, Error> {
+    Ok(RootfsView::new(ensure_snapshots(
+        shared,
+        layers,
+        location,
+        instruction,
+    )?))
 }
 
 fn write_options(shared: &Shared<'_>) -> layer::WriteOptions {
@@ -957,13 +992,19 @@ fn write_options(shared: &Shared<'_>) -> layer::WriteOptions {
 }
 
 /// Writes the layer of `dir` into the store; `None` when the step changed nothing.
-fn store_layer(shared: &Shared<'_>, dir: &Path, location: &str, instruction: &str) -> Result<Option<LayerRef>, Error> {
+fn store_layer(
+    shared: &Shared<'_>,
+    dir: &Path,
+    location: &str,
+    instruction: &str,
+) -> Result<Option<LayerRef>, Error> {
     let writer = shared.store.blob_writer()?;
-    let (info, writer) = layer::write_layer(dir, &write_options(shared), writer).map_err(|source| Error::Layer {
-        location: location.to_owned(),
-        instruction: instruction.to_owned(),
-        source,
-    })?;
+    let (info, writer) =
+        layer::write_layer(dir, &write_options(shared), writer).map_err(|source| Error::Layer {
+            location: location.to_owned(),
+            instruction: instruction.to_owned(),
+            source,
+        })?;
     if info.is_empty() {
         return Ok(None);
     }

@@ -568,22 +568,22 @@ impl BlobWriter {
             path: tmp_dir.clone(),
             source: e.into_error(),
         })?;
-        if let Some(expected) = expected {
-            if *expected != digest {
-                return Err(Error::DigestMismatch {
-                    expected: expected.clone(),
-                    actual: digest,
-                });
-            }
+        if let Some(expected) = expected
+            && *expected != digest
+        {
+            return Err(Error::DigestMismatch {
+                expected: expected.clone(),
+                actual: digest,
+            });
         }
-        if let Some(expected_size) = expected_size {
-            if expected_size != size {
-                return Err(Error::SizeMismatch {
-                    digest,
-                    expected: expected_size,
-                    actual: size,
-                });
-            }
+        if let Some(expected_size) = expected_size
+            && expected_size != size
+        {
+            return Err(Error::SizeMismatch {
+                digest,
+                expected: expected_size,
+                actual: size,
+            });
         }
         let target = self.store.blob_path(&digest);
         if target.is_file() {

@@ -91,8 +91,10 @@ pub fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, Strin
                 out.insert(k.to_owned(), v.to_owned());
             }
             Some(_) => {
-                return Err(Failure::usage(format!("invalid {what} {item:?}: empty name"))
-                    .with_hint(format!("write {what}s as NAME=VALUE")));
+                return Err(
+                    Failure::usage(format!("invalid {what} {item:?}: empty name"))
+                        .with_hint(format!("write {what}s as NAME=VALUE")),
+                );
             }
             None => {
                 if let Ok(value) = std::env::var(item) {
@@ -216,11 +218,10 @@ fn parse_output(spec: &str) -> Result<Output, Failure> {
         Some("oci") => Ok(Output::OciTar(dest)),
         Some("oci-dir") | Some("local") => Ok(Output::OciDir(dest)),
         Some("docker") => Ok(Output::DockerTar(dest)),
-        other => Err(Failure::usage(format!(
-            "unknown --output type {:?}",
-            other.unwrap_or("")
-        ))
-        .with_hint("kiln writes type=oci (tar), type=oci-dir and type=docker (tar)")),
+        other => Err(
+            Failure::usage(format!("unknown --output type {:?}", other.unwrap_or("")))
+                .with_hint("kiln writes type=oci (tar), type=oci-dir and type=docker (tar)"),
+        ),
     }
 }
 
@@ -250,13 +251,14 @@ pub fn run(args: Args, printer: &Printer) -> Result<(), Failure> {
             .with_hint("name the image to push with -t REGISTRY/REPO:TAG"));
     }
     let store = Store::open_default()?;
-    let tail = progress::OutputTail::default();
-    let reporter = progress::reporter(args.progress, tail);
+    let reporter = progress::reporter(args.progress);
     let cancel = CancelToken::new();
     crate::signals::cancel_on_interrupt(&cancel);
-    let output = build::build(&store, &request, &reporter, &cancel).map_err(|e| build_failure(&e))?;
+    let output =
+        build::build(&store, &request, &reporter, &cancel).map_err(|e| build_failure(&e))?;
     for out in &outputs {
-        export::export(&store, &output.descriptor, &output.tags, out).map_err(|e| Failure::from_error(&e))?;
+        export::export(&store, &output.descriptor, &output.tags, out)
+            .map_err(|e| Failure::from_error(&e))?;
         printer.info(&format!("wrote {}", out.dest().display()));
     }
     let digest = output.descriptor.digest.to_string();
@@ -277,9 +279,13 @@ pub fn run(args: Args, printer: &Printer) -> Result<(), Failure> {
     }
     if args.push {
         for tag in &output.tags {
-            let pushed = super::push::push_from_store(&store, tag, &[tag.clone()], &args.insecure_registries, printer)?;
-            printer.info(&format!("pushed {tag}"));
-            let _ = pushed;
+            super::push::push_from_store(
+                &store,
+                tag,
+                std::slice::from_ref(tag),
+                &args.insecure_registries,
+                printer,
+            )?;
         }
     }
     printer.data(&digest);

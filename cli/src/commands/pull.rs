@@ -23,14 +23,25 @@ pub fn run(args: Args, printer: &Printer) -> Result<(), Failure> {
     let reference = parse_reference(&args.reference)?;
     let platform = match &args.platform {
         None => None,
-        Some(p) => Some(p.parse::<kiln_registry::Platform>().map_err(|e| Failure::usage(e.to_string()))?),
+        Some(p) => Some(
+            p.parse::<kiln_registry::Platform>()
+                .map_err(|e| Failure::usage(e.to_string()))?,
+        ),
     };
     let store = Store::open_default()?;
     let client = registry_client(&args.insecure_registries);
     let pulled = runtime()?
-        .block_on(client.pull(&reference, &PullOptions { platform }, &StoreAdapter(store.clone())))
+        .block_on(client.pull(
+            &reference,
+            &PullOptions { platform },
+            &StoreAdapter(store.clone()),
+        ))
         .map_err(|e| Failure::from_error(&e))?;
-    let top = pulled.index.as_ref().unwrap_or(&pulled.manifest).descriptor();
+    let top = pulled
+        .index
+        .as_ref()
+        .unwrap_or(&pulled.manifest)
+        .descriptor();
     let descriptor = Descriptor {
         media_type: top.media_type().to_string(),
         digest: top
@@ -49,6 +60,6 @@ pub fn run(args: Args, printer: &Printer) -> Result<(), Failure> {
         "pulled {name}: {} blobs fetched, {} already in the store",
         pulled.stats.blobs_fetched, pulled.stats.blobs_present
     ));
-    printer.data(&pulled.digest().to_string());
+    printer.data(pulled.digest().as_ref());
     Ok(())
 }

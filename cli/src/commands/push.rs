@@ -99,10 +99,22 @@ pub fn run(args: Args, printer: &Printer) -> Result<(), Failure> {
                 }
             }
         };
-        push_descriptor(&layout, &descriptor, &args.references, &args.insecure_registries, printer)?
+        push_descriptor(
+            &layout,
+            &descriptor,
+            &args.references,
+            &args.insecure_registries,
+            printer,
+        )?
     } else {
         let store = Store::open_default()?;
-        push_from_store(&store, &args.source, &args.references, &args.insecure_registries, printer)?
+        push_from_store(
+            &store,
+            &args.source,
+            &args.references,
+            &args.insecure_registries,
+            printer,
+        )?
     };
     printer.data(&digest);
     Ok(())
