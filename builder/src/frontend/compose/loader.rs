@@ -366,10 +366,9 @@ fn project_name(
     if let Some(name) = &options.project_name {
         return checked_name(name, "-p");
     }
-    if let Some(name) = options
-        .environment
+    // The environment holds the shell's value over the env files' one.
+    if let Some(name) = environment
         .get("COMPOSE_PROJECT_NAME")
-        .or_else(|| environment.get("COMPOSE_PROJECT_NAME"))
         .filter(|n| !n.is_empty())
     {
         return checked_name(name, "COMPOSE_PROJECT_NAME");

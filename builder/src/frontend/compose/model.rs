@@ -350,7 +350,10 @@ impl Project {
         for service in services.values().chain(disabled_services.values()) {
             let path = KeyPath::from_keys(&["services", service.name.as_str()]);
             for (dependency, info) in &service.depends_on {
-                if !services.contains_key(dependency) && !disabled_services.contains_key(dependency)
+                // An optional dependency (`required: false`) may be absent, as in Compose.
+                if info.required
+                    && !services.contains_key(dependency)
+                    && !disabled_services.contains_key(dependency)
                 {
                     problems.push(Diagnostic::new(
                         &info.location,

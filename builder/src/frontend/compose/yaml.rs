@@ -418,7 +418,6 @@ impl Builder {
 
     /// Hands a finished node to its parent (or makes it a document).
     fn finish(&mut self, node: Node, is_merge_key: bool) -> Result<(), Diagnostic> {
-        let file = self.file.clone();
         match self.stack.last_mut() {
             None => {
                 self.documents.push(node);
@@ -467,7 +466,6 @@ impl Builder {
                     Ok(())
                 }
                 Some(Key::Named(name, key_location)) => {
-                    debug_assert_eq!(key_location.file, file);
                     mapping.entries.push(Entry {
                         key: name,
                         key_location,
