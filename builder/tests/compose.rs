@@ -771,10 +771,14 @@ fn unsupported_build_keys_are_located_errors() {
     let project = load(&dir, &[], &[]).unwrap();
     let err = project.build_requests(&["app", "remote"]).unwrap_err();
     insta::assert_snapshot!(err.to_string(), @r#"
-    compose.yaml:5:18: services.app.build.isolation: not supported by kiln: build isolation "hyperv"
-    compose.yaml:6:19: services.app.build.privileged: not supported by kiln: privileged builds
-    compose.yaml:7:21: services.app.build.entitlements: not supported by kiln: build entitlements network.host
-    compose.yaml:10:16: services.remote.build: git build contexts are not supported yet: https://github.com/acme/app.git#main
+    compose.yaml:5:7: services.app.build.isolation: not supported by kiln: build isolation "hyperv"
+    compose.yaml:6:7: services.app.build.privileged: not supported by kiln: privileged builds
+    compose.yaml:7:7: services.app.build.entitlements: not supported by kiln: build entitlements network.host
+    compose.yaml:8:7: services.app.build.ulimits: not supported by kiln: build ulimits
+    compose.yaml:10:7: services.app.build.provenance: not supported by kiln: provenance attestations
+    compose.yaml:11:7: services.app.build.network: not supported by kiln: build network "backend" (only default, host and none)
+    compose.yaml:12:7: services.app.build.sbom: not supported by kiln: SBOM generator options "generator=docker/scout-sbom-indexer:1" (use true or false)
+    compose.yaml:15:16: services.remote.build: git build contexts are not supported yet: https://github.com/acme/app.git#main
     "#);
     // `privileged: false` and `provenance: false` ask for nothing kiln lacks.
     let requests = project.build_requests(&["fine"]).unwrap();
