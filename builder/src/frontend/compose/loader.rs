@@ -264,9 +264,12 @@ pub(crate) fn load_document(options: &LoadOptions) -> Result<LoadedDocument, Err
         found
     };
 
+    let Some(first_file) = files.first() else {
+        return Err(Error::NoComposeFile { dir: working_dir });
+    };
     let project_dir = match &options.project_directory {
         Some(dir) => absolute(&working_dir, dir),
-        None => files[0]
+        None => first_file
             .parent()
             .map(Path::to_owned)
             .unwrap_or_else(|| working_dir.clone()),

@@ -769,7 +769,9 @@ fn quote_if_needed(s: &str) -> String {
         && !s.contains(": ")
         && !s.contains(" #")
         && !s.chars().any(|c| c.is_control())
-        && s != "<<";
+        && s != "<<"
+        // YAML 1.1 readers take `8000:80` for a base-60 number: quote such strings.
+        && !(s.contains(':') && s.chars().all(|c| c.is_ascii_digit() || matches!(c, ':' | '.' | '_')));
     if plain_ok {
         return s.to_owned();
     }
@@ -936,5 +938,6 @@ mod tests {
             );
         }
         assert_eq!(quote_if_needed("plain/text:1.0"), "plain/text:1.0");
+        assert_eq!(quote_if_needed("8000:80"), "\"8000:80\"");
     }
 }
