@@ -490,6 +490,31 @@ fn include_imports_another_project() {
 }
 
 #[test]
+fn include_long_form_with_project_directory_and_env_file() {
+    let dir = project_dir(&[
+        (
+            "compose.yaml",
+            "include:\n  - path: [sub/a.yaml, sub/b.yaml]\n    project_directory: sub\n    env_file: sub/custom.env\nservices:\n  main:\n    image: m\n    depends_on:\n      x: {condition: service_started}\n      optional: {condition: service_started, required: false}\n",
+        ),
+        (
+            "sub/a.yaml",
+            "services:\n  x:\n    image: x:${TAG}\n    build: ./ctx\n",
+        ),
+        ("sub/b.yaml", "services:\n  x:\n    environment: [B=1]\n"),
+        ("sub/custom.env", "TAG=7\n"),
+    ]);
+    let project = load(dir.path(), &[], &[]).unwrap();
+    let x = &project.services["x"];
+    assert_eq!(x.image.as_ref().unwrap().value, "x:7");
+    assert_eq!(
+        x.build.as_ref().unwrap().context,
+        BuildContext::Dir(project.working_dir.join("sub/ctx"))
+    );
+    assert_eq!(x.environment["B"].value.as_deref(), Some("1"));
+    assert!(!project.services["main"].depends_on["optional"].required);
+}
+
+#[test]
 fn include_conflicts_and_cycles_are_errors() {
     let conflict = project_dir(&[
         (
@@ -746,10 +771,14 @@ fn unsupported_build_keys_are_located_errors() {
     let project = load(&dir, &[], &[]).unwrap();
     let err = project.build_requests(&["app", "remote"]).unwrap_err();
     insta::assert_snapshot!(err.to_string(), @r#"
-    compose.yaml:5:18: services.app.build.isolation: not supported by kiln: build isolation "hyperv"
-    compose.yaml:6:19: services.app.build.privileged: not supported by kiln: privileged builds
-    compose.yaml:7:21: services.app.build.entitlements: not supported by kiln: build entitlements network.host
-    compose.yaml:10:16: services.remote.build: git build contexts are not supported yet: https://github.com/acme/app.git#main
+    compose.yaml:5:7: services.app.build.isolation: not supported by kiln: build isolation "hyperv"
+    compose.yaml:6:7: services.app.build.privileged: not supported by kiln: privileged builds
+    compose.yaml:7:7: services.app.build.entitlements: not supported by kiln: build entitlements network.host
+    compose.yaml:8:7: services.app.build.ulimits: not supported by kiln: build ulimits
+    compose.yaml:10:7: services.app.build.provenance: not supported by kiln: provenance attestations
+    compose.yaml:11:7: services.app.build.network: not supported by kiln: build network "backend" (only default, host and none)
+    compose.yaml:12:7: services.app.build.sbom: not supported by kiln: SBOM generator options "generator=docker/scout-sbom-indexer:1" (use true or false)
+    compose.yaml:15:16: services.remote.build: git build contexts are not supported yet: https://github.com/acme/app.git#main
     "#);
     // `privileged: false` and `provenance: false` ask for nothing kiln lacks.
     let requests = project.build_requests(&["fine"]).unwrap();
@@ -1113,6 +1142,34 @@ fn external_secrets_and_bad_values_are_refused() {
     assert_eq!(
         err.to_string(),
         "compose.yaml:5:17: services.app.build.secrets: secret \"vault\" is external; kiln can only use secrets with a `file` or `environment` source"
+    );
+}
+
+#[test]
+fn kiln_extension_under_service_and_build() {
+    let dir = project_dir(&[
+        ("Dockerfile", "FROM alpine:3.20\n"),
+        (
+            "compose.yaml",
+            "services:\n  app:\n    x-kiln:\n      version: 2.0.0\n      sbom: false\n      outputs: [\"type=docker,dest=app.tar\"]\n    build:\n      context: .\n      x-kiln:\n        sbom: true\n        tag_scheme: semver-sha\n",
+        ),
+    ]);
+    let project = load(dir.path(), &[], &[]).unwrap();
+    let request = &project.build_requests(&[]).unwrap()[0];
+    assert_eq!(request.version.as_deref(), Some("2.0.0"));
+    assert_eq!(request.sbom, Some(true), "the build's x-kiln wins");
+    assert_eq!(request.tag_scheme, Some(TagScheme::SemverSha));
+    assert_eq!(request.outputs[0].kind, "docker");
+
+    fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  app:\n    build:\n      context: .\n      x-kiln:\n        sbom: maybe\n        tagscheme: semver-sha\n",
+    )
+    .unwrap();
+    let err = load(dir.path(), &[], &[]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "compose.yaml:6:15: services.app.build.x-kiln.sbom: invalid x-kiln.sbom \"maybe\": expected true or false\ncompose.yaml:7:9: services.app.build.x-kiln: unknown x-kiln key \"tagscheme\" (known: outputs, sbom, tag_scheme, version)"
     );
 }
 

@@ -157,8 +157,6 @@ pub enum Problem {
     AboveMaximum { maximum: String },
     #[error("item {duplicate} duplicates item {first}; items must be unique")]
     DuplicateItem { first: usize, duplicate: usize },
-    #[error("cannot convert {value:?} to {target}")]
-    Cast { value: String, target: &'static str },
     #[error("invalid YAML: {message}")]
     Syntax { message: String },
     #[error("key {key:?} is defined twice (first at line {first_line})")]

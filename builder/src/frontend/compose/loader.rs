@@ -264,9 +264,12 @@ pub(crate) fn load_document(options: &LoadOptions) -> Result<LoadedDocument, Err
         found
     };
 
+    let Some(first_file) = files.first() else {
+        return Err(Error::NoComposeFile { dir: working_dir });
+    };
     let project_dir = match &options.project_directory {
         Some(dir) => absolute(&working_dir, dir),
-        None => files[0]
+        None => first_file
             .parent()
             .map(Path::to_owned)
             .unwrap_or_else(|| working_dir.clone()),
@@ -366,10 +369,9 @@ fn project_name(
     if let Some(name) = &options.project_name {
         return checked_name(name, "-p");
     }
-    if let Some(name) = options
-        .environment
+    // The environment holds the shell's value over the env files' one.
+    if let Some(name) = environment
         .get("COMPOSE_PROJECT_NAME")
-        .or_else(|| environment.get("COMPOSE_PROJECT_NAME"))
         .filter(|n| !n.is_empty())
     {
         return checked_name(name, "COMPOSE_PROJECT_NAME");

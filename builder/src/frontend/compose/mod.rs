@@ -44,5 +44,6 @@ pub use loader::{LoadOptions, Warning, find_compose_files, normalize_project_nam
 pub use model::{
     AdditionalContext, Build, BuildContext, Dependency, DependencyCondition, DockerfileSource,
     ExtraHost, Healthcheck, KilnExtension, Located, Mount, MountKind, Port, Project,
-    SecretDefinition, SecretDefinitionSource, SecretMount, Service, SshSpec, TagScheme, TypedSpec,
+    REFUSED_BUILD_KEYS, SUPPORTED_BUILD_KEYS, SecretDefinition, SecretDefinitionSource,
+    SecretMount, Service, SshSpec, TagScheme, TypedSpec,
 };

@@ -350,7 +350,10 @@ impl Project {
         for service in services.values().chain(disabled_services.values()) {
             let path = KeyPath::from_keys(&["services", service.name.as_str()]);
             for (dependency, info) in &service.depends_on {
-                if !services.contains_key(dependency) && !disabled_services.contains_key(dependency)
+                // An optional dependency (`required: false`) may be absent, as in Compose.
+                if info.required
+                    && !services.contains_key(dependency)
+                    && !disabled_services.contains_key(dependency)
                 {
                     problems.push(Diagnostic::new(
                         &info.location,
@@ -553,6 +556,39 @@ fn secret_definition(name: &str, location: &Location, node: &Node) -> SecretDefi
         source,
     }
 }
+
+/// Keys of the compose-spec `build` definition kiln honours.
+pub const SUPPORTED_BUILD_KEYS: &[&str] = &[
+    "context",
+    "dockerfile",
+    "dockerfile_inline",
+    "args",
+    "target",
+    "tags",
+    "labels",
+    "secrets",
+    "additional_contexts",
+    "cache_from",
+    "cache_to",
+    "platforms",
+    "pull",
+    "no_cache",
+    "network",
+    "shm_size",
+    "extra_hosts",
+    "ssh",
+    "sbom",
+];
+
+/// Keys of the compose-spec `build` definition kiln refuses with a located error when
+/// they ask for something (`privileged: false` or `provenance: false` ask for nothing).
+pub const REFUSED_BUILD_KEYS: &[&str] = &[
+    "isolation",
+    "privileged",
+    "ulimits",
+    "entitlements",
+    "provenance",
+];
 
 /// Reads typed values out of located nodes, collecting problems.
 struct Reader<'a> {
@@ -1046,9 +1082,13 @@ impl Reader<'_> {
             .collect();
 
         // Keys kiln cannot honour: refuse them where they would change the result.
-        let mut refuse = |key: &str, node: &Node, feature: String| {
+        // Located at the key: the key is what has to go.
+        let mut refuse = |key: &str, feature: String| {
+            let location = mapping
+                .entry(key)
+                .map_or(&node.location, |e| &e.key_location);
             unsupported.push(Diagnostic::new(
-                &node.location,
+                location,
                 &path.key(key),
                 Problem::Unsupported { feature },
             ));
@@ -1056,39 +1096,36 @@ impl Reader<'_> {
         if let Some(n) = mapping.get("isolation") {
             refuse(
                 "isolation",
-                n,
                 format!("build isolation {:?}", n.scalar_text().unwrap_or_default()),
             );
         }
         if let Some(n) = mapping.get("privileged")
             && truthy(n) != Some(false)
         {
-            refuse("privileged", n, "privileged builds".to_owned());
+            refuse("privileged", "privileged builds".to_owned());
         }
-        if let Some(n) = mapping.get("ulimits") {
-            refuse("ulimits", n, "build ulimits".to_owned());
+        if mapping.contains_key("ulimits") {
+            refuse("ulimits", "build ulimits".to_owned());
         }
         if let Some(n) = mapping.get("entitlements")
             && n.as_sequence().is_some_and(|s| !s.is_empty())
         {
             refuse(
                 "entitlements",
-                n,
                 format!("build entitlements {}", strings(Some(n)).join(", ")),
             );
         }
         if let Some(n) = mapping.get("provenance")
             && truthy(n) != Some(false)
         {
-            refuse("provenance", n, "provenance attestations".to_owned());
+            refuse("provenance", "provenance attestations".to_owned());
         }
         let network = text(mapping.get("network"));
-        if let (Some(n), Some(value)) = (mapping.get("network"), &network)
+        if let Some(value) = &network
             && !matches!(value.as_str(), "default" | "host" | "none")
         {
             refuse(
                 "network",
-                n,
                 format!("build network {value:?} (only default, host and none)"),
             );
         }
@@ -1098,7 +1135,6 @@ impl Reader<'_> {
                 Some(value) => sbom = Some(value),
                 None => refuse(
                     "sbom",
-                    n,
                     format!(
                         "SBOM generator options {:?} (use true or false)",
                         n.scalar_text().unwrap_or_default()
@@ -1106,6 +1142,8 @@ impl Reader<'_> {
                 ),
             }
         }
+
+        unsupported.sort_by_key(|d| (d.location.line, d.location.column));
 
         let mut kiln = KilnExtension::default();
         for (extension, key_path) in [
@@ -1345,6 +1383,24 @@ fn extra_hosts(node: Option<&Node>) -> Vec<ExtraHost> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_schema_build_key_is_supported_or_refused() {
+        let schema: serde_json::Value =
+            serde_json::from_str(crate::frontend::compose::schema::SCHEMA_TEXT).unwrap();
+        let keys = schema
+            .pointer("/definitions/service/properties/build/oneOf/1/properties")
+            .and_then(serde_json::Value::as_object)
+            .unwrap();
+        assert!(keys.len() > 20);
+        for key in keys.keys() {
+            assert!(
+                SUPPORTED_BUILD_KEYS.contains(&key.as_str())
+                    || REFUSED_BUILD_KEYS.contains(&key.as_str()),
+                "build key {key:?} is neither supported nor refused"
+            );
+        }
+    }
 
     #[test]
     fn typed_specs() {

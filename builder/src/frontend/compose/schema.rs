@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value as J;
 
-use super::diag::{Diagnostic, KeyPath, Problem, suggest};
+use super::diag::{Diagnostic, KeyPath, PathSegment, Problem, suggest};
 use super::yaml::{MergeTag, Node, Value};
 
 /// The embedded compose-spec schema, as text.
@@ -32,7 +32,7 @@ pub fn validate(document: &Node) -> Vec<Diagnostic> {
     let root = schema();
     let validator = Validator { root };
     let mut problems = Vec::new();
-    validator.check(root, document, &KeyPath::root(), &mut problems);
+    validator.check(root, document, &mut KeyPath::root(), &mut problems);
     problems
 }
 
@@ -104,6 +104,16 @@ fn type_names(types: &J) -> Vec<&str> {
     }
 }
 
+fn types_accept(types: &J, node: &Node) -> bool {
+    match types {
+        J::String(t) => type_accepts(t, node),
+        J::Array(ts) => ts
+            .iter()
+            .any(|t| t.as_str().is_some_and(|t| type_accepts(t, node))),
+        _ => true,
+    }
+}
+
 fn type_accepts(name: &str, node: &Node) -> bool {
     match (name, &node.value) {
         ("null", Value::Null)
@@ -153,10 +163,12 @@ impl<'s> Validator<'s> {
     /// Follows `$ref` (only local `#/definitions/...` references occur).
     fn resolve(&self, mut schema: &'s J) -> &'s J {
         while let Some(reference) = schema.get("$ref").and_then(J::as_str) {
-            let target = reference
-                .strip_prefix("#/")
-                .map(|pointer| format!("/{pointer}"))
-                .and_then(|pointer| self.root.pointer(&pointer));
+            let target = match reference.strip_prefix("#/definitions/") {
+                Some(name) => self.root.get("definitions").and_then(|d| d.get(name)),
+                None => reference
+                    .strip_prefix('#')
+                    .and_then(|pointer| self.root.pointer(pointer)),
+            };
             match target {
                 Some(target) => schema = target,
                 None => break,
@@ -180,7 +192,7 @@ impl<'s> Validator<'s> {
         Vec::new()
     }
 
-    fn check(&self, schema: &'s J, node: &Node, path: &KeyPath, out: &mut Vec<Diagnostic>) {
+    fn check(&self, schema: &'s J, node: &Node, path: &mut KeyPath, out: &mut Vec<Diagnostic>) {
         let schema = self.resolve(schema);
         let schema = match schema {
             J::Bool(true) => return,
@@ -198,19 +210,19 @@ impl<'s> Validator<'s> {
             _ => return,
         };
 
-        if let Some(types) = schema.get("type") {
+        if let Some(types) = schema.get("type")
+            && !types_accept(types, node)
+        {
             let names = type_names(types);
-            if !names.iter().any(|t| type_accepts(t, node)) {
-                out.push(Diagnostic::new(
-                    &node.location,
-                    path,
-                    Problem::WrongType {
-                        expected: join_or(names.iter().map(|t| describe_type(t))),
-                        found: describe_found(node),
-                    },
-                ));
-                return;
-            }
+            out.push(Diagnostic::new(
+                &node.location,
+                path,
+                Problem::WrongType {
+                    expected: join_or(names.iter().map(|t| describe_type(t))),
+                    found: describe_found(node),
+                },
+            ));
+            return;
         }
 
         if let Some(J::Array(allowed)) = schema.get("enum")
@@ -234,45 +246,42 @@ impl<'s> Validator<'s> {
                     if is_reset(&entry.value) {
                         continue;
                     }
-                    let child = path.key(&entry.key);
                     let mut matched = false;
+                    path.0.push(PathSegment::Key(entry.key.clone()));
                     if let Some(sub) = properties.and_then(|p| p.get(&entry.key)) {
                         matched = true;
-                        self.check(sub, &entry.value, &child, out);
+                        self.check(sub, &entry.value, path, out);
                     }
                     for (pattern, sub) in patterns.into_iter().flatten() {
                         if pattern_matches(pattern, &entry.key).unwrap_or(true) {
                             matched = true;
-                            self.check(sub, &entry.value, &child, out);
+                            self.check(sub, &entry.value, path, out);
                         }
                     }
-                    if matched {
-                        continue;
+                    if !matched && let Some(sub @ J::Object(_)) = additional {
+                        self.check(sub, &entry.value, path, out);
                     }
-                    match additional {
-                        Some(J::Bool(false)) => {
-                            let problem = if properties.is_none() && patterns.is_some() {
-                                // Only name patterns are allowed here (e.g. service names).
-                                let pattern = patterns
-                                    .and_then(|p| p.keys().find(|k| k.as_str() != "^x-"))
-                                    .cloned()
-                                    .unwrap_or_default();
-                                Problem::KeyPatternMismatch {
-                                    key: entry.key.clone(),
-                                    pattern,
-                                }
-                            } else {
-                                Problem::UnknownProperty {
-                                    name: entry.key.clone(),
-                                    suggestion: properties.and_then(|p| {
-                                        suggest(&entry.key, p.keys().map(String::as_str))
-                                    }),
-                                }
-                            };
-                            out.push(Diagnostic::new(&entry.key_location, path, problem));
-                        }
-                        Some(sub @ J::Object(_)) => self.check(sub, &entry.value, &child, out),
-                        _ => {}
+                    path.0.pop();
+                    if !matched && additional == Some(&J::Bool(false)) {
+                        let problem = if properties.is_none() && patterns.is_some() {
+                            // Only name patterns are allowed here (e.g. service names).
+                            let pattern = patterns
+                                .and_then(|p| p.keys().find(|k| k.as_str() != "^x-"))
+                                .cloned()
+                                .unwrap_or_default();
+                            Problem::KeyPatternMismatch {
+                                key: entry.key.clone(),
+                                pattern,
+                            }
+                        } else {
+                            Problem::UnknownProperty {
+                                name: entry.key.clone(),
+                                suggestion: properties.and_then(|p| {
+                                    suggest(&entry.key, p.keys().map(String::as_str))
+                                }),
+                            }
+                        };
+                        out.push(Diagnostic::new(&entry.key_location, path, problem));
                     }
                 }
                 if let Some(J::Array(required)) = schema.get("required") {
@@ -293,7 +302,9 @@ impl<'s> Validator<'s> {
             Value::Sequence(items) => {
                 if let Some(item_schema) = schema.get("items") {
                     for (i, item) in items.iter().enumerate() {
-                        self.check(item_schema, item, &path.index(i), out);
+                        path.0.push(PathSegment::Index(i));
+                        self.check(item_schema, item, path, out);
+                        path.0.pop();
                     }
                 }
                 if schema.get("uniqueItems") == Some(&J::Bool(true)) {
@@ -365,41 +376,17 @@ impl<'s> Validator<'s> {
         &self,
         branches: &'s [J],
         node: &Node,
-        path: &KeyPath,
+        path: &mut KeyPath,
         out: &mut Vec<Diagnostic>,
     ) {
-        let results: Vec<Vec<Diagnostic>> = branches
+        // A branch whose type cannot hold this value fails without looking further; most
+        // `oneOf`s in the schema are told apart by type alone.
+        let fitting: Vec<&'s J> = branches
             .iter()
-            .map(|branch| {
-                let mut problems = Vec::new();
-                self.check(branch, node, path, &mut problems);
-                problems
-            })
+            .filter(|branch| self.fits(branch, node))
             .collect();
-        let valid = results.iter().filter(|r| r.is_empty()).count();
-        if valid == 1 {
-            return;
-        }
-        if valid > 1 {
-            out.push(Diagnostic::new(
-                &node.location,
-                path,
-                Problem::AmbiguousForm,
-            ));
-            return;
-        }
-        // Report the branch meant for this kind of value, with the fewest problems.
-        let fitting = branches
-            .iter()
-            .zip(&results)
-            .filter(|(branch, _)| {
-                let types = self.accepted_types(branch);
-                types.is_empty() || types.iter().any(|t| type_accepts(t, node))
-            })
-            .min_by_key(|(_, problems)| problems.len());
-        match fitting {
-            Some((_, problems)) => out.extend(problems.iter().cloned()),
-            None => {
+        match fitting.as_slice() {
+            [] => {
                 let forms: Vec<&str> = branches
                     .iter()
                     .flat_map(|b| self.accepted_types(b))
@@ -414,7 +401,45 @@ impl<'s> Validator<'s> {
                     },
                 ));
             }
+            // The only candidate: its problems are the ones to report.
+            [only] => self.check(only, node, path, out),
+            several => {
+                let results: Vec<Vec<Diagnostic>> = several
+                    .iter()
+                    .map(|branch| {
+                        let mut problems = Vec::new();
+                        self.check(branch, node, path, &mut problems);
+                        problems
+                    })
+                    .collect();
+                match results.iter().filter(|r| r.is_empty()).count() {
+                    1 => {}
+                    0 => {
+                        // Report the candidate with the fewest problems.
+                        if let Some(best) = results.into_iter().min_by_key(Vec::len) {
+                            out.extend(best);
+                        }
+                    }
+                    _ => out.push(Diagnostic::new(
+                        &node.location,
+                        path,
+                        Problem::AmbiguousForm,
+                    )),
+                }
+            }
         }
+    }
+
+    /// Whether a (sub)schema's types allow this kind of value (true when it names none).
+    fn fits(&self, schema: &'s J, node: &Node) -> bool {
+        let schema = self.resolve(schema);
+        if let Some(types) = schema.get("type") {
+            return types_accept(types, node);
+        }
+        if let Some(J::Array(branches)) = schema.get("oneOf") {
+            return branches.iter().any(|b| self.fits(b, node));
+        }
+        true
     }
 }
 

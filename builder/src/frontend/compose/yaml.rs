@@ -418,7 +418,6 @@ impl Builder {
 
     /// Hands a finished node to its parent (or makes it a document).
     fn finish(&mut self, node: Node, is_merge_key: bool) -> Result<(), Diagnostic> {
-        let file = self.file.clone();
         match self.stack.last_mut() {
             None => {
                 self.documents.push(node);
@@ -467,7 +466,6 @@ impl Builder {
                     Ok(())
                 }
                 Some(Key::Named(name, key_location)) => {
-                    debug_assert_eq!(key_location.file, file);
                     mapping.entries.push(Entry {
                         key: name,
                         key_location,
@@ -771,7 +769,9 @@ fn quote_if_needed(s: &str) -> String {
         && !s.contains(": ")
         && !s.contains(" #")
         && !s.chars().any(|c| c.is_control())
-        && s != "<<";
+        && s != "<<"
+        // YAML 1.1 readers take `8000:80` for a base-60 number: quote such strings.
+        && !(s.contains(':') && s.chars().all(|c| c.is_ascii_digit() || matches!(c, ':' | '.' | '_')));
     if plain_ok {
         return s.to_owned();
     }
@@ -938,5 +938,6 @@ mod tests {
             );
         }
         assert_eq!(quote_if_needed("plain/text:1.0"), "plain/text:1.0");
+        assert_eq!(quote_if_needed("8000:80"), "\"8000:80\"");
     }
 }
