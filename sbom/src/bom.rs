@@ -1,5 +1,5 @@
 //! The CycloneDX 1.6 document for an image: [`build`] assembles it from an
-//! [`Inventory`] and an [`ImageDescription`], [`write`] serialises it.
+//! [`Inventory`] and an [`ImageDescription`], [`write()`] serialises it.
 //!
 //! Contract:
 //!
@@ -219,7 +219,7 @@ pub fn write(bom: &Bom, mut out: impl Write) -> Result<(), Error> {
     })
 }
 
-/// [`write`] into a byte vector.
+/// [`write()`] into a byte vector.
 pub fn to_vec(bom: &Bom) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::with_capacity(64 * 1024);
     write(bom, &mut bytes)?;

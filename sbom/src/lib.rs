@@ -13,7 +13,7 @@
 //!    filesystem ([`DirTree`]) — it knows after each layer which packages are
 //!    present and which layer (and so which instruction) introduced each one,
 //!    at a cost proportional to the layer's own entries.
-//! 3. **Document** ([`bom::build`], [`bom::write`]): a deterministic CycloneDX 1.6
+//! 3. **Document** ([`bom::build`], [`bom::write()`]): a deterministic CycloneDX 1.6
 //!    JSON document for an image ([`ImageDescription`]): serial number derived
 //!    from the image digest, timestamp given by the caller, components sorted,
 //!    layer and instruction of each component as properties, dependencies,

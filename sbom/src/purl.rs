@@ -1,6 +1,6 @@
 //! Package URLs (<https://github.com/package-url/purl-spec>) in canonical form.
 //!
-//! Contract: [`Purl::to_string`] gives the canonical text: the type lowercased,
+//! Contract: `Purl::to_string` (its `Display`) gives the canonical text: the type lowercased,
 //! namespace segments, name and version percent-encoded (everything except
 //! ASCII letters, digits and `.-_~`, so `+` is `%2B`, `:` is `%3A` and `@` is
 //! `%40`), qualifiers sorted by key with empty values left out, qualifier values

@@ -94,10 +94,7 @@ pub fn dep5_short_name(name: &str) -> License {
     if let Some(gnu) = gnu_family(name) {
         return License::Spdx(gnu.to_owned());
     }
-    if name.eq_ignore_ascii_case("expat") {
-        return License::Spdx("MIT".to_owned());
-    }
-    if let Some(id) = spdx_id(name) {
+    if let Some(id) = spdx_id(name).or_else(|| known_alias(name)) {
         return License::Spdx(id.to_owned());
     }
     // "Apache-2" → "Apache-2.0", "MPL-2" → "MPL-2.0".
@@ -156,13 +153,20 @@ pub fn from_classifier(classifier: &str) -> Option<License> {
 /// GNU licences written the DEP-5 way (`GPL-2`, `GPL-2+`, `LGPL-2.1+`, `GFDL-1.3`,
 /// `AGPL-3.0+`) as their SPDX `-only` / `-or-later` identifiers.
 fn gnu_family(name: &str) -> Option<&'static str> {
-    let (family, rest) = name.split_once('-')?;
-    let family = match family.to_ascii_uppercase().as_str() {
-        "GPL" => "GPL",
-        "LGPL" => "LGPL",
-        "AGPL" => "AGPL",
-        "GFDL" => "GFDL",
-        _ => return None,
+    // DEP-5 `GFDL-NIV-1.3+`: the GFDL with no invariant sections.
+    let (family, rest) = match name.get(..9) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("GFDL-NIV-") => ("GFDL-NIV", &name[9..]),
+        _ => {
+            let (family, rest) = name.split_once('-')?;
+            let family = match family.to_ascii_uppercase().as_str() {
+                "GPL" => "GPL",
+                "LGPL" => "LGPL",
+                "AGPL" => "AGPL",
+                "GFDL" => "GFDL",
+                _ => return None,
+            };
+            (family, rest)
+        }
     };
     let (version, or_later) = match rest.strip_suffix('+') {
         Some(version) => (version, true),
@@ -186,6 +190,9 @@ fn gnu_family(name: &str) -> Option<&'static str> {
         format!("{version}.0")
     };
     let suffix = if or_later { "or-later" } else { "only" };
+    if family == "GFDL-NIV" {
+        return spdx_id(&format!("GFDL-{version}-no-invariants-{suffix}"));
+    }
     spdx_id(&format!("{family}-{version}-{suffix}"))
 }
 
@@ -302,6 +309,11 @@ mod tests {
         assert_eq!(dep5_short_name("GPL-2"), spdx("GPL-2.0-only"));
         assert_eq!(dep5_short_name("LGPL-2.1+"), spdx("LGPL-2.1-or-later"));
         assert_eq!(dep5_short_name("GFDL-1.3+"), spdx("GFDL-1.3-or-later"));
+        assert_eq!(
+            dep5_short_name("GFDL-NIV-1.3+"),
+            spdx("GFDL-1.3-no-invariants-or-later")
+        );
+        assert_eq!(dep5_short_name("MIT/X11"), spdx("MIT"));
         assert_eq!(dep5_short_name("Expat"), spdx("MIT"));
         assert_eq!(dep5_short_name("BSD-3-clause"), spdx("BSD-3-Clause"));
         assert_eq!(dep5_short_name("Apache-2"), spdx("Apache-2.0"));

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kiln_sbom::purl::pep503_normalise;
@@ -346,4 +346,59 @@ fn go_binary_from_the_real_toolchain_in_a_directory_and_a_tar_stream() {
         .unwrap();
     assert_eq!(from_dir_view.packages(), from_directory);
     valid_bom(&inventory, &image('3'));
+}
+
+#[test]
+fn every_cataloger_over_the_host_usr_reads_real_files_without_diagnostics() {
+    if !Path::new("/usr/bin").is_dir() {
+        eprintln!("skipping: no /usr on this host");
+        return;
+    }
+    let mut inventory = Inventory::new(Catalogers::ALL);
+    let summary = inventory
+        .apply_layer(
+            LayerInfo::default(),
+            &mut DirTree::rootfs("/").only_under(["/usr", "/etc", "/var/lib/dpkg"]),
+        )
+        .expect("catalog the host /usr");
+    let problems: Vec<String> = inventory
+        .diagnostics()
+        .iter()
+        .map(|d| format!("{}: {}", d.path, d.error))
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(summary.files_read > 100, "{summary:?}");
+    let packages = inventory.packages();
+    let mut by_ecosystem = std::collections::BTreeMap::new();
+    for package in &packages {
+        *by_ecosystem
+            .entry(format!("{:?}", package.package.ecosystem))
+            .or_insert(0) += 1;
+    }
+    eprintln!("host /usr: {summary:?}, {by_ecosystem:?}");
+    // The Go toolchain's own binary carries build info naming cmd/go.
+    let go_binaries: Vec<PathBuf> = fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+        .map(|entry| entry.path().join("bin/go"))
+        .filter(|path| fs::symlink_metadata(path).is_ok_and(|m| m.is_file()))
+        .collect();
+    for binary in go_binaries {
+        let image_path = binary.to_string_lossy().into_owned();
+        assert!(
+            packages
+                .iter()
+                .any(|p| p.package.name == "cmd/go" && p.evidence.contains(&image_path)),
+            "{image_path} not cataloged as cmd/go"
+        );
+    }
+    let document = valid_bom(&inventory, &image('4'));
+    // Kept for inspection: target/tmp/host-usr.cdx.json.
+    fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("host-usr.cdx.json"),
+        document,
+    )
+    .unwrap();
 }
