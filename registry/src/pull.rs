@@ -26,7 +26,7 @@ use oci_spec::image::Descriptor;
 use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode, Url};
 
-use crate::client::{Host, Request, Scopes};
+use crate::client::{Host, Request, Scopes, content_length};
 use crate::digest::{Digest, DigestHasher, digest_like, parse_digest};
 use crate::error::{Error, Result};
 use crate::manifest::{MAX_MANIFEST_SIZE, ManifestKind, RawManifest, media_types};
@@ -248,7 +248,7 @@ impl RegistryClient {
         let digest =
             header_str(headers, "docker-content-digest").and_then(|text| parse_digest(text).ok());
         let media_type = header_str(headers, "content-type").map(str::to_owned);
-        let size = response.content_length();
+        let size = content_length(headers);
         match (digest, media_type, size) {
             (Some(digest), Some(media_type), Some(size))
                 if manifest::manifest_kind(&media_type).is_some()

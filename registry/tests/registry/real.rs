@@ -551,3 +551,152 @@ async fn referrers_use_the_tag_fallback_on_registries_without_the_api() {
         .unwrap();
     assert_eq!(tagged.media_type, media_types::OCI_INDEX);
 }
+
+#[tokio::test]
+async fn copy_between_registries_goes_through_staging() {
+    let Some(first) = TestRegistry::start(Mode::Http) else {
+        return;
+    };
+    let Some(second) = TestRegistry::start(Mode::Http) else {
+        return;
+    };
+    let (_dir, source, image) = source_image("cross", &[18_000]);
+    let client = client();
+    let from = reference(&first, "kiln/cross:1");
+    client
+        .push(&from, &image.manifest, &source, &PushOptions::default())
+        .await
+        .unwrap();
+    let staging_dir = tempfile::tempdir().unwrap();
+    let staging = OciDir::create(staging_dir.path()).unwrap();
+    let to = reference(&second, "mirror/cross:1");
+    let report = client.copy_manifest(&from, &to, &staging).await.unwrap();
+    assert_eq!(report.digest, image.manifest.digest);
+    assert_eq!(report.stats.blobs_uploaded, 2);
+    assert_eq!(assert_store_clean(staging_dir.path()).len(), 2);
+    assert_eq!(
+        client.get_manifest(&to).await.unwrap().bytes,
+        image.manifest.bytes
+    );
+}
+
+#[tokio::test]
+async fn images_interoperate_with_skopeo_in_both_formats() {
+    if !Path::new("/usr/bin/skopeo").exists() {
+        eprintln!("skipping: skopeo is not installed");
+        return;
+    }
+    let Some(registry) = TestRegistry::start(Mode::Http) else {
+        return;
+    };
+    let (dir, _source, image) = source_image("skopeo", &[12_000]);
+    let skopeo = |args: &[&str]| {
+        let output = std::process::Command::new("skopeo")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    // skopeo converts to Docker schema 2 on the way; kiln pulls it.
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:skopeo", dir.path().display()),
+        &format!("docker://{}/kiln/docker-format:1", registry.host()),
+    ]);
+    let client = client();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = OciDir::create(store_dir.path()).unwrap();
+    let pulled = client
+        .pull(
+            &reference(&registry, "kiln/docker-format:1"),
+            &PullOptions::default(),
+            &store,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest.media_type, media_types::DOCKER_MANIFEST);
+    assert_eq!(
+        pulled.config.media_type().to_string(),
+        media_types::DOCKER_CONFIG
+    );
+    assert_eq!(pulled.layers[0].digest(), &image.layers[0].0);
+    assert_store_clean(store_dir.path());
+
+    // kiln pushes; skopeo pulls it back unchanged.
+    let pushed = reference(&registry, "kiln/by-kiln:1");
+    let (_dir2, source2, image2) = source_image("by-kiln", &[9_000]);
+    client
+        .push(&pushed, &image2.manifest, &source2, &PushOptions::default())
+        .await
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}/kiln/by-kiln:1", registry.host()),
+        &format!("oci:{}:copy", out.path().display()),
+    ]);
+    let copied = OciDir::open(out.path())
+        .unwrap()
+        .resolve(Some("copy"))
+        .unwrap();
+    assert_eq!(copied.digest(), &image2.manifest.digest);
+}
+
+#[tokio::test]
+async fn streamed_and_chunked_uploads_arrive_intact() {
+    let Some(registry) = TestRegistry::start(Mode::Http) else {
+        return;
+    };
+    let (_dir, source, image) = source_image("upload-modes", &[400_000, 150_000]);
+    for (repository, chunk_size) in [("kiln/streamed", None), ("kiln/chunked", Some(64 * 1024))] {
+        let mut config = ClientConfig::anonymous();
+        config.monolithic_upload_max = 16 * 1024;
+        config.chunk_size = chunk_size;
+        let client = RegistryClient::new(config);
+        let target = reference(&registry, &format!("{repository}:1"));
+        let before = settled_log(&registry).len();
+        let report = client
+            .push(&target, &image.manifest, &source, &PushOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(report.stats.blobs_uploaded, 3);
+        let layer_bytes: u64 = image.layers.iter().map(|(_, b)| b.len() as u64).sum();
+        assert_eq!(
+            report.stats.bytes_uploaded,
+            layer_bytes + image.config.1.len() as u64
+        );
+        let patches = settled_log(&registry)[before..]
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.status == 202)
+            .count();
+        let expected_patches = match chunk_size {
+            None => 2,
+            Some(chunk) => image
+                .layers
+                .iter()
+                .map(|(_, b)| (b.len() as u64).div_ceil(chunk) as usize)
+                .sum(),
+        };
+        assert_eq!(patches, expected_patches, "{repository}");
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = OciDir::create(store_dir.path()).unwrap();
+        let pulled = client
+            .pull(&target, &PullOptions::default(), &store)
+            .await
+            .unwrap();
+        assert_eq!(pulled.manifest.digest, image.manifest.digest);
+        for (digest, blob) in &image.layers {
+            assert_eq!(&store.read_all(digest).unwrap(), blob);
+        }
+    }
+}
