@@ -24,9 +24,18 @@
 //! # Ok::<(), kiln_builder::store::Error>(())
 //! ```
 
+pub mod build;
+pub mod cache;
+pub mod context;
+pub mod copy;
 pub mod digest;
 pub mod executor;
+pub mod export;
 pub mod frontend;
+pub mod image;
 pub mod layer;
+pub mod platform;
 pub mod progress;
+pub mod rootfs;
+pub mod snapshot;
 pub mod store;

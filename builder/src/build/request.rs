@@ -1,0 +1,106 @@
+//! What to build: everything `kiln build` (or one compose service) asks for.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::image::Format;
+use crate::platform::Platform;
+
+/// Where the Dockerfile comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerfileSource {
+    /// A file (default `<context>/Dockerfile`).
+    Path(PathBuf),
+    /// Text given inline (compose `dockerfile_inline`), with a display name for errors.
+    Inline { name: String, text: String },
+}
+
+/// A build secret (`--secret id=ID,src=PATH|env=VAR`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSource {
+    pub id: String,
+    pub source: SecretValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretValue {
+    File(PathBuf),
+    Env(String),
+}
+
+/// A named extra build context (`--build-context name=…`, compose
+/// `additional_contexts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtraContext {
+    Dir(PathBuf),
+    Image(String),
+}
+
+/// Layer compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+/// Network for RUN steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetworkMode {
+    #[default]
+    Host,
+    None,
+}
+
+/// One image build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// A name for progress events (the compose service, or empty).
+    pub name: String,
+    pub context: PathBuf,
+    pub dockerfile: DockerfileSource,
+    pub target: Option<String>,
+    pub build_args: BTreeMap<String, String>,
+    /// References to name the result by, in the store (and when pushing).
+    pub tags: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub platform: Option<Platform>,
+    pub no_cache: bool,
+    /// Clamp new files' mtimes and set `created` (SOURCE_DATE_EPOCH).
+    pub source_date_epoch: Option<i64>,
+    pub format: Format,
+    pub compression: Compression,
+    pub network: NetworkMode,
+    pub secrets: Vec<SecretSource>,
+    pub extra_contexts: BTreeMap<String, ExtraContext>,
+    /// Hosts allowed over plain HTTP besides loopback.
+    pub insecure_registries: Vec<String>,
+    /// Write a CycloneDX SBOM while building.
+    pub sbom: bool,
+}
+
+impl BuildRequest {
+    /// A request with Docker's defaults for a context directory.
+    pub fn new(context: impl Into<PathBuf>) -> BuildRequest {
+        let context = context.into();
+        BuildRequest {
+            name: String::new(),
+            dockerfile: DockerfileSource::Path(context.join("Dockerfile")),
+            context,
+            target: None,
+            build_args: BTreeMap::new(),
+            tags: Vec::new(),
+            labels: BTreeMap::new(),
+            platform: None,
+            no_cache: false,
+            source_date_epoch: None,
+            format: Format::Oci,
+            compression: Compression::Gzip,
+            network: NetworkMode::Host,
+            secrets: Vec::new(),
+            extra_contexts: BTreeMap::new(),
+            insecure_registries: Vec::new(),
+            sbom: true,
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! `kiln build`: build an image from a Dockerfile and a context.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use kiln_builder::build::{
+    BuildRequest, Compression, DockerfileSource, NetworkMode, SecretSource, SecretValue,
+};
+use kiln_builder::image::Format;
+use kiln_builder::platform::Platform;
+
+use super::Failure;
+use crate::progress;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The build context directory
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` reads stdin)
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Name and optionally a tag (`name:tag`); repeatable
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// The stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Set a build-time variable (`K=V`, or `K` to take it from the environment)
+    #[arg(long = "build-arg", value_name = "K=V")]
+    pub build_args: Vec<String>,
+    /// Set a label on the image (`K=V`)
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// A secret for RUN --mount=type=secret: `id=ID,src=PATH` or `id=ID,env=VAR`
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+    /// Target platform (os/arch[/variant]); default the host's
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Do not use the cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Push every tag after building; the manifest digest goes to stdout
+    #[arg(long)]
+    pub push: bool,
+    /// Also write the image out: type=oci|oci-dir|docker,dest=PATH
+    #[arg(short = 'o', long = "output")]
+    pub outputs: Vec<String>,
+    /// Write the SBOM (CycloneDX JSON) to PATH; `--sbom=false` turns it off
+    #[arg(long)]
+    pub sbom: Option<String>,
+    /// Progress output
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: progress::Mode,
+    /// A registry allowed over plain HTTP (loopback always is); repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Network for RUN steps: default (host) or none
+    #[arg(long, default_value = "default")]
+    pub network: String,
+    /// Image media types: oci or docker
+    #[arg(long, default_value = "oci")]
+    pub format: String,
+    /// Layer compression: gzip or zstd
+    #[arg(long, default_value = "gzip")]
+    pub compression: String,
+    /// Clamp file times and set `created` to this Unix time (default: $SOURCE_DATE_EPOCH)
+    #[arg(long, env = "SOURCE_DATE_EPOCH")]
+    pub source_date_epoch: Option<i64>,
+    /// Write the image digest to this file
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Write build result metadata (JSON) to this file
+    #[arg(long)]
+    pub metadata_file: Option<PathBuf>,
+}
+
+/// `K=V` pairs; a bare `K` takes the environment's value (skipped when unset).
+pub fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>, Failure> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_owned(), v.to_owned());
+            }
+            Some(_) => {
+                return Err(Failure::usage(format!("invalid {what} {item:?}: empty name"))
+                    .with_hint(format!("write {what}s as NAME=VALUE")));
+            }
+            None => {
+                if let Ok(value) = std::env::var(item) {
+                    out.insert(item.clone(), value);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_secret(spec: &str) -> Result<SecretSource, Failure> {
+    let mut id = None;
+    let mut source = None;
+    for field in spec.split(',') {
+        let (k, v) = field.split_once('=').unwrap_or((field, ""));
+        match k {
+            "id" => id = Some(v.to_owned()),
+            "src" | "source" => source = Some(SecretValue::File(PathBuf::from(v))),
+            "env" => source = Some(SecretValue::Env(v.to_owned())),
+            "type" if v == "file" || v == "env" => {}
+            _ => {
+                return Err(Failure::usage(format!(
+                    "invalid --secret {spec:?}: unknown field {k:?}"
+                ))
+                .with_hint("use --secret id=ID,src=PATH or --secret id=ID,env=VAR"));
+            }
+        }
+    }
+    let id = id.ok_or_else(|| {
+        Failure::usage(format!("invalid --secret {spec:?}: missing id="))
+            .with_hint("use --secret id=ID,src=PATH or --secret id=ID,env=VAR")
+    })?;
+    // Docker's shorthand: `--secret id=X` reads the environment variable X.
+    let source = source.unwrap_or_else(|| SecretValue::Env(id.clone()));
+    Ok(SecretSource { id, source })
+}
+
+impl Args {
+    /// The build request these flags describe.
+    pub fn request(&self) -> Result<BuildRequest, Failure> {
+        let mut request = BuildRequest::new(&self.context);
+        if let Some(file) = &self.file {
+            request.dockerfile = if file.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .map_err(|e| Failure::new(format!("reading the Dockerfile from stdin: {e}")))?;
+                DockerfileSource::Inline {
+                    name: "Dockerfile".into(),
+                    text,
+                }
+            } else {
+                DockerfileSource::Path(file.clone())
+            };
+        }
+        request.tags = self.tags.clone();
+        request.target = self.target.clone();
+        request.build_args = key_values(&self.build_args, "build arg")?;
+        request.labels = key_values(&self.labels, "label")?;
+        request.secrets = self
+            .secrets
+            .iter()
+            .map(|s| parse_secret(s))
+            .collect::<Result<_, _>>()?;
+        if let Some(platform) = &self.platform {
+            request.platform = Some(platform.parse::<Platform>().map_err(|e| {
+                Failure::usage(e.to_string()).with_hint("e.g. --platform linux/amd64")
+            })?);
+        }
+        request.no_cache = self.no_cache;
+        request.sbom = self.sbom.as_deref() != Some("false");
+        request.insecure_registries = self.insecure_registries.clone();
+        request.network = match self.network.as_str() {
+            "default" | "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            other => {
+                return Err(Failure::usage(format!("unknown --network {other:?}"))
+                    .with_hint("kiln supports --network=default (host) and --network=none"));
+            }
+        };
+        request.format = match self.format.as_str() {
+            "oci" => Format::Oci,
+            "docker" => Format::Docker,
+            other => {
+                return Err(Failure::usage(format!("unknown --format {other:?}"))
+                    .with_hint("use --format oci or --format docker"));
+            }
+        };
+        request.compression = match self.compression.as_str() {
+            "gzip" => Compression::Gzip,
+            "zstd" => Compression::Zstd,
+            other => {
+                return Err(Failure::usage(format!("unknown --compression {other:?}"))
+                    .with_hint("use --compression gzip or --compression zstd"));
+            }
+        };
+        request.source_date_epoch = self.source_date_epoch;
+        Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_parse_like_docker() {
+        let s = parse_secret("id=token,src=/run/t").unwrap();
+        assert_eq!(s.id, "token");
+        assert_eq!(s.source, SecretValue::File("/run/t".into()));
+        let s = parse_secret("id=token,env=TOKEN").unwrap();
+        assert_eq!(s.source, SecretValue::Env("TOKEN".into()));
+        let s = parse_secret("id=TOKEN").unwrap();
+        assert_eq!(s.source, SecretValue::Env("TOKEN".into()));
+        assert!(parse_secret("src=/x").is_err());
+        assert!(parse_secret("id=a,bogus=1").is_err());
+    }
+
+    #[test]
+    fn key_values_take_bare_names_from_the_environment() {
+        let kv = key_values(&["A=1".into(), "B=".into(), "PATH".into()], "build arg").unwrap();
+        assert_eq!(kv["A"], "1");
+        assert_eq!(kv["B"], "");
+        assert!(kv.contains_key("PATH"));
+        assert!(key_values(&["=x".into()], "build arg").is_err());
+    }
+}
