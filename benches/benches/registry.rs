@@ -12,9 +12,8 @@
 //! Run with `cargo bench -p kiln-benches --bench registry`.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln_registry::digest::sha256_digest;
@@ -23,6 +22,7 @@ use kiln_registry::{
     BlobStore, ClientConfig, OciDir, PullOptions, PushOptions, RawManifest, Reference,
     RegistryClient,
 };
+use kiln_testimages::registry::{Mode, TestRegistry};
 
 const LAYERS: usize = 4;
 const LAYER_BYTES: usize = 50 * 1024 * 1024;
@@ -111,50 +111,6 @@ fn total_size(manifest: &RawManifest) -> u64 {
     image.config().size() + image.layers().iter().map(|l| l.size()).sum::<u64>()
 }
 
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_registry() -> Registry {
-    let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = format!(
-        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-        dir.path().join("data").display()
-    );
-    std::fs::write(dir.path().join("config.yml"), config).unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(dir.path().join("config.yml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start docker-registry");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "docker-registry did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Registry {
-        child,
-        port,
-        _dir: dir,
-    }
-}
-
 fn skopeo(args: &[&str]) -> Duration {
     let started = Instant::now();
     let output = Command::new("skopeo")
@@ -214,8 +170,8 @@ fn main() {
         ("pull", "skopeo copy", vec![]),
     ];
     for round in 0..rounds {
-        let registry = start_registry();
-        let host = format!("127.0.0.1:{}", registry.port);
+        let registry = TestRegistry::start(Mode::Http).expect("start docker-registry");
+        let host = registry.host();
         let kiln_target = Reference::parse(&format!("{host}/kiln-{round}/image:1")).unwrap();
         let started = Instant::now();
         let report = runtime

@@ -17,8 +17,18 @@ use kiln_registry::{
     Reference, RegistryClient,
 };
 
-use crate::harness::{LoggedRequest, Mode, TestRegistry};
 use crate::images::{self, TestImage, assert_store_clean};
+use kiln_testimages::registry::{LoggedRequest, Mode, TestRegistry};
+
+/// A registry from the test harness, or `None` (after saying so) when Debian's
+/// `docker-registry` is not installed.
+fn start(mode: Mode) -> Option<TestRegistry> {
+    if !Path::new("/usr/bin/docker-registry").exists() {
+        eprintln!("skipping: /usr/bin/docker-registry is not installed");
+        return None;
+    }
+    Some(TestRegistry::start(mode).expect("start the test registry"))
+}
 
 fn client() -> RegistryClient {
     RegistryClient::new(ClientConfig::anonymous())
@@ -58,7 +68,7 @@ fn source_image(seed: &str, sizes: &[usize]) -> (tempfile::TempDir, OciDir, Test
 
 #[tokio::test]
 async fn push_then_pull_by_tag_and_by_digest() {
-    let Some(registry) = TestRegistry::start(Mode::Http) else {
+    let Some(registry) = start(Mode::Http) else {
         return;
     };
     let (_dir, source, image) = source_image("busy", &[40_000, 3_000]);
@@ -131,7 +141,7 @@ async fn push_then_pull_by_tag_and_by_digest() {
 
 #[tokio::test]
 async fn push_with_three_tags_and_a_second_push_uploads_nothing() {
-    let Some(registry) = TestRegistry::start(Mode::Http) else {
+    let Some(registry) = start(Mode::Http) else {
         return;
     };
     let (_dir, source, image) = source_image("tags", &[20_000, 5_000]);
@@ -189,7 +199,7 @@ async fn push_with_three_tags_and_a_second_push_uploads_nothing() {
 
 #[tokio::test]
 async fn layers_are_mounted_between_repositories() {
-    let Some(registry) = TestRegistry::start(Mode::Http) else {
+    let Some(registry) = start(Mode::Http) else {
         return;
     };
     let (_dir, source, base) = source_image("mount-base", &[30_000, 10_000]);
@@ -252,7 +262,7 @@ async fn layers_are_mounted_between_repositories() {
 
 #[tokio::test]
 async fn manifest_copy_retags_without_moving_layers() {
-    let Some(registry) = TestRegistry::start(Mode::Http) else {
+    let Some(registry) = start(Mode::Http) else {
         return;
     };
     let (_dir, source, image) = source_image("copy", &[25_000]);
@@ -316,7 +326,7 @@ async fn manifest_copy_retags_without_moving_layers() {
 
 #[tokio::test]
 async fn index_with_two_platforms_resolves_to_the_requested_one() {
-    let Some(registry) = TestRegistry::start(Mode::Http) else {
+    let Some(registry) = start(Mode::Http) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -369,7 +379,7 @@ async fn index_with_two_platforms_resolves_to_the_requested_one() {
 
 #[tokio::test]
 async fn tls_with_basic_auth_end_to_end() {
-    let Some(registry) = TestRegistry::start(Mode::TlsBasic) else {
+    let Some(registry) = start(Mode::TlsBasic) else {
         return;
     };
     let (user, password) = registry.credentials().unwrap();
@@ -451,7 +461,7 @@ async fn tls_with_basic_auth_end_to_end() {
 
 #[tokio::test]
 async fn referrers_use_the_tag_fallback_on_registries_without_the_api() {
-    let Some(registry) = TestRegistry::start(Mode::Http) else {
+    let Some(registry) = start(Mode::Http) else {
         return;
     };
     let (_dir, source, image) = source_image("subject", &[5_000]);
@@ -554,10 +564,10 @@ async fn referrers_use_the_tag_fallback_on_registries_without_the_api() {
 
 #[tokio::test]
 async fn copy_between_registries_goes_through_staging() {
-    let Some(first) = TestRegistry::start(Mode::Http) else {
+    let Some(first) = start(Mode::Http) else {
         return;
     };
-    let Some(second) = TestRegistry::start(Mode::Http) else {
+    let Some(second) = start(Mode::Http) else {
         return;
     };
     let (_dir, source, image) = source_image("cross", &[18_000]);
@@ -586,7 +596,7 @@ async fn images_interoperate_with_skopeo_in_both_formats() {
         eprintln!("skipping: skopeo is not installed");
         return;
     }
-    let Some(registry) = TestRegistry::start(Mode::Http) else {
+    let Some(registry) = start(Mode::Http) else {
         return;
     };
     let (dir, _source, image) = source_image("skopeo", &[12_000]);
@@ -654,7 +664,7 @@ async fn images_interoperate_with_skopeo_in_both_formats() {
 
 #[tokio::test]
 async fn streamed_and_chunked_uploads_arrive_intact() {
-    let Some(registry) = TestRegistry::start(Mode::Http) else {
+    let Some(registry) = start(Mode::Http) else {
         return;
     };
     let (_dir, source, image) = source_image("upload-modes", &[400_000, 150_000]);
@@ -699,4 +709,153 @@ async fn streamed_and_chunked_uploads_arrive_intact() {
             assert_eq!(&store.read_all(digest).unwrap(), blob);
         }
     }
+}
+
+#[tokio::test]
+async fn token_auth_end_to_end() {
+    let Some(registry) = start(Mode::Token) else {
+        return;
+    };
+    let (user, password) = registry.credentials().unwrap();
+    let realm = registry.token_realm().unwrap();
+    let (_dir, source, base) = source_image("token-base", &[20_000]);
+
+    // Anonymous: the token endpoint refuses, and the error names it.
+    let anonymous = client();
+    let error = anonymous
+        .push(
+            &reference(&registry, "kiln/base:1"),
+            &base.manifest,
+            &source,
+            &PushOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::TokenRequest { .. }), "{error}");
+    assert!(error.to_string().contains(&realm), "{error}");
+
+    let mut config = ClientConfig::anonymous();
+    config.credentials = CredentialSources::anonymous().with_credential(
+        &registry.host(),
+        kiln_registry::auth::Credential::Basic {
+            username: user.clone(),
+            password,
+        },
+    );
+    let client = RegistryClient::new(config);
+    client.check_credentials(&registry.host()).await.unwrap();
+    client
+        .push(
+            &reference(&registry, "kiln/base:1"),
+            &base.manifest,
+            &source,
+            &PushOptions::default(),
+        )
+        .await
+        .unwrap();
+    let mut mount_from = HashMap::new();
+    mount_from.insert(base.layers[0].0.clone(), "kiln/base".to_owned());
+    let report = client
+        .push(
+            &reference(&registry, "kiln/app:1"),
+            &base.manifest,
+            &source,
+            &PushOptions {
+                tags: vec![],
+                mount_from,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.stats.blobs_mounted, 1);
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = OciDir::create(store_dir.path()).unwrap();
+    let pulled = client
+        .pull(
+            &reference(&registry, "kiln/app:1"),
+            &PullOptions::default(),
+            &store,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest.digest, base.manifest.digest);
+
+    let requests = registry.token_requests();
+    let granted: Vec<_> = requests.iter().filter(|r| r.status == 200).collect();
+    assert!(
+        granted
+            .iter()
+            .all(|r| r.account.as_deref() == Some(user.as_str())),
+        "{requests:?}"
+    );
+    let mount_token = granted
+        .iter()
+        .find(|r| r.scopes.len() == 2)
+        .unwrap_or_else(|| panic!("no token asked for two scopes: {requests:?}"));
+    let mut scopes = mount_token.scopes.clone();
+    scopes.sort();
+    assert_eq!(
+        scopes,
+        vec!["repository:kiln/app:pull,push", "repository:kiln/base:pull"]
+    );
+    assert!(
+        granted
+            .iter()
+            .any(|r| r.scopes == vec!["repository:kiln/app:pull".to_owned()]),
+        "{requests:?}"
+    );
+    // One token per scope set: pushing base, pushing app (with the mount), pulling app,
+    // plus the login check.
+    assert!(
+        granted.len() <= 4,
+        "tokens are cached per scope set: {requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn busybox_from_the_harness_round_trips_and_matches_skopeo() {
+    let Some(registry) = start(Mode::Http) else {
+        return;
+    };
+    let busybox = kiln_testimages::images::busybox().expect("build the busybox test image");
+    let layout = OciDir::open(&busybox.layout).unwrap();
+    let descriptor = layout.resolve(Some(&busybox.name)).unwrap();
+    let manifest = RawManifest::new(
+        layout.read_all(descriptor.digest()).unwrap(),
+        Some(descriptor.media_type().as_ref()),
+    );
+    assert_eq!(manifest.digest.to_string(), busybox.manifest_digest);
+    let client = client();
+    let report = client
+        .push(
+            &reference(&registry, "kiln/busybox:1"),
+            &manifest,
+            &layout,
+            &PushOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.digest.to_string(), busybox.manifest_digest);
+    // skopeo pushing the same image elsewhere gives the same digest.
+    let by_skopeo = kiln_testimages::images::push(&busybox, &registry, "skopeo/busybox:1").unwrap();
+    assert_eq!(by_skopeo, busybox.manifest_digest);
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = OciDir::create(store_dir.path()).unwrap();
+    let pulled = client
+        .pull(
+            &reference(&registry, "skopeo/busybox:1"),
+            &PullOptions::default(),
+            &store,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest.digest.to_string(), busybox.manifest_digest);
+    assert_eq!(pulled.config.digest().to_string(), busybox.config_digest);
+    let layers: Vec<String> = pulled
+        .layers
+        .iter()
+        .map(|l| l.digest().to_string())
+        .collect();
+    assert_eq!(layers, busybox.layer_digests);
+    assert_store_clean(store_dir.path());
 }
