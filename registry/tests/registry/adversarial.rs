@@ -103,6 +103,18 @@ async fn blob_not_matching_its_digest_is_refused_and_not_kept() {
     assert!(!kept.contains(&image.manifest.digest.digest().to_owned()));
     // A verification failure is not a transient error: one download only.
     assert_eq!(fake.count("GET", layer_digest.digest()), 1);
+
+    // Fetching into memory verifies as well.
+    let descriptor = oci_spec::image::Descriptor::new(
+        oci_spec::image::MediaType::ImageLayerGzip,
+        layer.len() as u64,
+        layer_digest.clone(),
+    );
+    let error = client()
+        .fetch_blob_bytes(&reference(&fake, "app"), &descriptor, 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Blob { .. }), "{error}");
 }
 
 #[tokio::test]

@@ -101,6 +101,11 @@ async fn push_then_pull_by_tag_and_by_digest() {
         );
         assert_eq!(pulled.manifest.bytes, image.manifest.bytes);
         assert_eq!(pulled.config_bytes, image.config.1);
+        let config = client
+            .fetch_blob_bytes(&pulled_ref, &pulled.config, 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(config, image.config.1);
         assert_eq!(pulled.stats.blobs_fetched, 3);
         let kept = assert_store_clean(dir.path());
         for (digest, _) in &image.layers {
