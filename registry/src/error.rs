@@ -239,16 +239,6 @@ pub enum Error {
         /// Its digest.
         digest: Digest,
     },
-    /// A copy was asked between two registries without a staging store.
-    #[error("copying {source_ref} to {destination}: {reason}")]
-    Copy {
-        /// The source reference.
-        source_ref: String,
-        /// The destination reference.
-        destination: String,
-        /// What is wrong.
-        reason: String,
-    },
 }
 
 impl Error {

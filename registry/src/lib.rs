@@ -38,4 +38,6 @@ pub use pull::{FetchOutcome, PullOptions, PullStats, PulledImage};
 pub use push::{PushOptions, PushReport, PushStats};
 pub use reference::{Reference, ReferenceError};
 pub use referrers::ReferrerPush;
-pub use store::{BlobReader, BlobStore, BlobWriter, OciDir, StoreError, VerifyingWriter};
+pub use store::{
+    BlobReader, BlobStore, BlobWriter, MemoryStore, OciDir, StoreError, VerifyingWriter,
+};

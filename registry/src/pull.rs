@@ -26,14 +26,14 @@ use oci_spec::image::Descriptor;
 use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode, Url};
 
-use crate::client::{Host, Request, Scopes};
+use crate::client::{Host, Request, Scopes, content_length};
 use crate::digest::{Digest, DigestHasher, digest_like, parse_digest};
 use crate::error::{Error, Result};
 use crate::manifest::{MAX_MANIFEST_SIZE, ManifestKind, RawManifest, media_types};
 use crate::platform::{Platform, available_platforms, select_manifest};
 use crate::progress::ProgressEvent;
 use crate::reference::Reference;
-use crate::store::{BlobStore, BlobWriter, StoreError};
+use crate::store::{BlobStore, BlobWriter, MemoryStore, StoreError};
 use crate::{RegistryClient, manifest};
 
 /// How often (in bytes) a [`ProgressEvent::BlobProgress`] is emitted.
@@ -248,7 +248,7 @@ impl RegistryClient {
         let digest =
             header_str(headers, "docker-content-digest").and_then(|text| parse_digest(text).ok());
         let media_type = header_str(headers, "content-type").map(str::to_owned);
-        let size = response.content_length();
+        let size = content_length(headers);
         match (digest, media_type, size) {
             (Some(digest), Some(media_type), Some(size))
                 if manifest::manifest_kind(&media_type).is_some()
@@ -361,6 +361,28 @@ impl RegistryClient {
         let host = self.host(reference)?;
         self.fetch_blob_on(&host, reference.repository(), descriptor, store)
             .await
+    }
+
+    /// Downloads one blob into memory, verified (for configs and other small content;
+    /// refuses descriptors over `limit` bytes before fetching).
+    pub async fn fetch_blob_bytes(
+        &self,
+        reference: &Reference,
+        descriptor: &Descriptor,
+        limit: u64,
+    ) -> Result<Bytes> {
+        if descriptor.size() > limit {
+            return Err(Error::BlobTooLarge {
+                digest: descriptor.digest().clone(),
+                url: format!("{}/blobs/{}", reference.full_name(), descriptor.digest()),
+                expected: limit,
+            });
+        }
+        let memory = MemoryStore::new();
+        self.fetch_blob(reference, descriptor, &memory).await?;
+        Ok(memory
+            .get(descriptor.digest())
+            .expect("a fetched blob is in the store"))
     }
 
     /// Whether `repository` (of `reference`'s registry) has a blob (`HEAD`).

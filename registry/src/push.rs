@@ -8,9 +8,10 @@
 //!   when present. A blob listed in [`PushOptions::mount_from`] is mounted
 //!   (`POST …/blobs/uploads/?mount=<digest>&from=<repo>`); when the registry refuses
 //!   (202), the upload session it opened is used to upload instead.
-//! - Blobs up to [`ClientConfig::chunk_size`](crate::ClientConfig) go in one `PUT`;
-//!   larger ones in `PATCH` chunks of that size with `Content-Range`, then a closing
-//!   `PUT ?digest=`. A failed upload is resumed where the registry says it stopped
+//! - Blobs up to [`ClientConfig::monolithic_upload_max`](crate::ClientConfig) go in
+//!   one `PUT`; larger ones in one streamed `PATCH`, or in `PATCH` chunks of
+//!   [`ClientConfig::chunk_size`](crate::ClientConfig) with `Content-Range`, then a
+//!   closing `PUT ?digest=`. A failed upload is resumed where the registry says it stopped
 //!   (`GET` on the upload URL → `Range`), or restarted when the session is gone, within
 //!   the retry policy; a blob that turns out to be present counts as uploaded.
 //!   Uploads run concurrently
@@ -28,7 +29,7 @@ use std::io::{Read, Seek, SeekFrom};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use oci_spec::image::Descriptor;
-use reqwest::header::{self, HeaderMap};
+use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
 use crate::RegistryClient;
@@ -38,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{ManifestKind, RawManifest};
 use crate::progress::ProgressEvent;
 use crate::reference::Reference;
-use crate::store::{BlobStore, StoreError};
+use crate::store::{BlobReader, BlobStore, StoreError};
 
 /// Options for [`RegistryClient::push`].
 #[derive(Debug, Clone, Default)]
@@ -113,9 +114,69 @@ fn reference_string(target: &Reference, tag_or_digest: &str) -> String {
     }
 }
 
+/// Reads `length` bytes at `offset`.
+fn read_range(
+    reader: &mut Box<dyn BlobReader>,
+    digest: &Digest,
+    offset: u64,
+    length: u64,
+) -> Result<Bytes> {
+    let io = |source| read_error(digest, source);
+    reader.seek(SeekFrom::Start(offset)).map_err(io)?;
+    let mut buffer = vec![0u8; length as usize];
+    reader.read_exact(&mut buffer).map_err(io)?;
+    Ok(Bytes::from(buffer))
+}
+
+fn read_error(digest: &Digest, source: std::io::Error) -> Error {
+    Error::blob(
+        "source store",
+        digest,
+        StoreError::Io {
+            operation: "reading blob",
+            path: digest.to_string().into(),
+            source,
+        },
+    )
+}
+
+/// A request body streaming `length` bytes from `offset` of a blob, read on a blocking
+/// thread in 1 MiB pieces (a few in flight).
+fn stream_body(mut reader: Box<dyn BlobReader>, offset: u64, length: u64) -> reqwest::Body {
+    const PIECE: u64 = 1024 * 1024;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = reader.seek(SeekFrom::Start(offset)) {
+            let _ = sender.blocking_send(Err(error));
+            return;
+        }
+        let mut remaining = length;
+        while remaining > 0 {
+            let mut piece = vec![0u8; PIECE.min(remaining) as usize];
+            let item = reader.read_exact(&mut piece).map(|()| Bytes::from(piece));
+            let failed = item.is_err();
+            remaining -= if failed {
+                remaining
+            } else {
+                PIECE.min(remaining)
+            };
+            // The receiver is gone when the request failed: stop reading.
+            if sender.blocking_send(item).is_err() || failed {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
 fn is_retryable(error: &Error) -> bool {
     match error {
         Error::Transport { .. } => true,
+        // A streamed upload cannot be re-sent on a 401; the loop renews the token.
+        Error::Unauthorized { status: 401, .. } => true,
         Error::Status { status, .. } => {
             *status == 429 || *status == 416 || (*status >= 500 && *status != 501)
         }
@@ -396,31 +457,27 @@ impl RegistryClient {
             });
             return Ok(BlobOutcome::Skipped);
         }
-        let location = match mount_from {
-            Some(from) if from != repository => {
-                match self
-                    .start_upload(host, repository, scopes, Some((digest, from)))
-                    .await?
-                {
-                    None => {
-                        self.emit(|| ProgressEvent::BlobMounted {
-                            digest: digest.clone(),
-                            size,
-                            from: from.to_owned(),
-                        });
-                        return Ok(BlobOutcome::Mounted);
-                    }
-                    Some(location) => {
-                        tracing::debug!(%digest, from, "mount refused, uploading instead");
-                        location
-                    }
+        // A refused mount leaves an upload session open; use it.
+        let mut session = None;
+        if let Some(from) = mount_from.filter(|from| *from != repository) {
+            match self
+                .start_upload(host, repository, scopes, Some((digest, from)))
+                .await?
+            {
+                None => {
+                    self.emit(|| ProgressEvent::BlobMounted {
+                        digest: digest.clone(),
+                        size,
+                        from: from.to_owned(),
+                    });
+                    return Ok(BlobOutcome::Mounted);
+                }
+                Some(location) => {
+                    tracing::debug!(%digest, from, "mount refused, uploading instead");
+                    session = Some(location);
                 }
             }
-            _ => self
-                .start_upload(host, repository, scopes, None)
-                .await?
-                .expect("an upload without mount always opens a session"),
-        };
+        }
         if !source
             .store
             .has(digest)
@@ -440,6 +497,13 @@ impl RegistryClient {
                 }
             }
         }
+        let location = match session {
+            Some(location) => location,
+            None => self
+                .start_upload(host, repository, scopes, None)
+                .await?
+                .expect("an upload without mount always opens a session"),
+        };
         self.emit(|| ProgressEvent::BlobStarted {
             digest: digest.clone(),
             size,
@@ -512,9 +576,6 @@ impl RegistryClient {
     ) -> Result<u64> {
         let digest = blob.digest();
         let policy = self.config().retry.clone();
-        let mut reader = store
-            .open(digest)
-            .map_err(|e| Error::blob(repository, digest, e))?;
         let mut offset = 0u64;
         let mut sent = 0u64;
         let mut attempt = 0;
@@ -525,7 +586,7 @@ impl RegistryClient {
                     host,
                     scopes,
                     blob,
-                    &mut reader,
+                    store,
                     &mut location,
                     &mut offset,
                     &mut sent,
@@ -600,40 +661,25 @@ impl RegistryClient {
     }
 
     /// Sends the blob from `offset`: one `PUT` for a small blob from the start, else
-    /// `PATCH` chunks and a closing `PUT`. Updates `location`, `offset` and `sent`.
+    /// the rest in one streamed `PATCH` or in `PATCH` chunks, and a closing `PUT`.
+    /// Updates `location`, `offset` and `sent`.
     #[allow(clippy::too_many_arguments)]
     async fn upload_from(
         &self,
         host: &Host,
         scopes: &Scopes,
         blob: &Descriptor,
-        reader: &mut Box<dyn crate::store::BlobReader>,
+        store: &dyn BlobStore,
         location: &mut Url,
         offset: &mut u64,
         sent: &mut u64,
     ) -> Result<()> {
         let digest = blob.digest();
         let size = blob.size();
-        let chunk_size = self.config().chunk_size.max(1);
-        let read_chunk = |reader: &mut Box<dyn crate::store::BlobReader>,
-                          at: u64,
-                          length: u64|
-         -> Result<Bytes> {
-            let io = |source| {
-                Error::blob(
-                    "source store",
-                    digest,
-                    StoreError::Io {
-                        operation: "reading blob",
-                        path: digest.to_string().into(),
-                        source,
-                    },
-                )
-            };
-            reader.seek(SeekFrom::Start(at)).map_err(io)?;
-            let mut buffer = vec![0u8; length as usize];
-            reader.read_exact(&mut buffer).map_err(io)?;
-            Ok(Bytes::from(buffer))
+        let open = || {
+            store
+                .open(digest)
+                .map_err(|e| Error::blob("source store", digest, e))
         };
         let finish_url = |location: &Url| {
             let mut url = location.clone();
@@ -641,13 +687,13 @@ impl RegistryClient {
             url
         };
 
-        if *offset == 0 && size <= chunk_size {
-            let body = read_chunk(reader, 0, size)?;
+        if *offset == 0 && size <= self.config().monolithic_upload_max {
+            let body = read_range(&mut open()?, digest, 0, size)?;
             let request = Request::new(Method::PUT, finish_url(location))
                 .header(header::CONTENT_TYPE, "application/octet-stream")
                 .body(body);
             let response = self.send_once(host, scopes, &request).await?;
-            if response.status() != StatusCode::CREATED && !response.status().is_success() {
+            if !response.status().is_success() {
                 return Err(self.status_error(host, &request, response, None).await);
             }
             *sent += size;
@@ -656,24 +702,57 @@ impl RegistryClient {
             return Ok(());
         }
 
-        while *offset < size {
-            let length = chunk_size.min(size - *offset);
-            let body = read_chunk(reader, *offset, length)?;
-            let request = Request::new(Method::PATCH, location.clone())
-                .header(header::CONTENT_TYPE, "application/octet-stream")
-                .header(
+        match self.config().chunk_size {
+            None if *offset < size => {
+                let length = size - *offset;
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+                headers.insert(
                     header::CONTENT_RANGE,
-                    &format!("{}-{}", *offset, *offset + length - 1),
-                )
-                .body(body);
-            let response = self.send_once(host, scopes, &request).await?;
-            if response.status() != StatusCode::ACCEPTED && !response.status().is_success() {
-                return Err(self.status_error(host, &request, response, None).await);
+                    HeaderValue::from_str(&format!("{}-{}", *offset, size - 1))
+                        .expect("digits are a valid header"),
+                );
+                let body = stream_body(open()?, *offset, length);
+                let response = self
+                    .send_streaming(host, scopes, Method::PATCH, location.clone(), headers, body)
+                    .await?;
+                let request = Request::new(Method::PATCH, location.clone());
+                if !response.status().is_success() {
+                    return Err(self.status_error(host, &request, response, None).await);
+                }
+                *location = self.location(&request, response.headers())?;
+                *sent += length;
+                *offset = size;
+                self.emit_upload_progress(digest, size, size);
             }
-            *location = self.location(&request, response.headers())?;
-            *sent += length;
-            *offset += length;
-            self.emit_upload_progress(digest, *offset, size);
+            None => {}
+            Some(chunk_size) => {
+                let chunk_size = chunk_size.max(1);
+                let mut reader = open()?;
+                while *offset < size {
+                    let length = chunk_size.min(size - *offset);
+                    let body = read_range(&mut reader, digest, *offset, length)?;
+                    let request = Request::new(Method::PATCH, location.clone())
+                        .header(header::CONTENT_TYPE, "application/octet-stream")
+                        .header(
+                            header::CONTENT_RANGE,
+                            &format!("{}-{}", *offset, *offset + length - 1),
+                        )
+                        .body(body);
+                    let response = self.send_once(host, scopes, &request).await?;
+                    if !response.status().is_success() {
+                        return Err(self.status_error(host, &request, response, None).await);
+                    }
+                    *location = self.location(&request, response.headers())?;
+                    *sent += length;
+                    *offset += length;
+                    self.emit_upload_progress(digest, *offset, size);
+                }
+            }
         }
         let request = Request::new(Method::PUT, finish_url(location)).body(Bytes::new());
         let response = self.send_once(host, scopes, &request).await?;

@@ -12,15 +12,21 @@
 //!   counting and hashing for implementations;
 //! - [`BlobStore::open`] reads a blob back (used as the source of a push).
 //!
+//! [`MemoryStore`] keeps blobs in memory (small content, tests).
+//!
 //! [`OciDir`] implements it over an OCI image layout directory (`oci-layout`,
 //! `index.json`, `blobs/<alg>/<hex>`), writing to a temporary file next to the final
 //! path and renaming it into place, so readers never see partial blobs and two
 //! processes may share a layout.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
 
 use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 
@@ -481,6 +487,76 @@ impl Drop for OciDirWriter {
     }
 }
 
+/// Blobs held in memory, verified like any store's.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    blobs: Arc<Mutex<HashMap<Digest, Bytes>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// A blob's bytes, if present.
+    pub fn get(&self, digest: &Digest) -> Option<Bytes> {
+        self.blobs
+            .lock()
+            .expect("memory store lock poisoned")
+            .get(digest)
+            .cloned()
+    }
+}
+
+struct MemoryWriter {
+    writer: VerifyingWriter<Vec<u8>>,
+    blobs: Arc<Mutex<HashMap<Digest, Bytes>>>,
+    digest: Digest,
+}
+
+impl Write for MemoryWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writer.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl BlobWriter for MemoryWriter {
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let bytes = self.writer.finish()?;
+        self.blobs
+            .lock()
+            .expect("memory store lock poisoned")
+            .insert(self.digest, Bytes::from(bytes));
+        Ok(())
+    }
+}
+
+impl BlobStore for MemoryStore {
+    fn has(&self, digest: &Digest) -> Result<bool, StoreError> {
+        Ok(self.get(digest).is_some())
+    }
+
+    fn begin_write(&self, digest: &Digest, size: u64) -> Result<Box<dyn BlobWriter>, StoreError> {
+        Ok(Box::new(MemoryWriter {
+            writer: VerifyingWriter::new(Vec::new(), digest, size)?,
+            blobs: self.blobs.clone(),
+            digest: digest.clone(),
+        }))
+    }
+
+    fn open(&self, digest: &Digest) -> Result<Box<dyn BlobReader>, StoreError> {
+        let bytes = self.get(digest).ok_or_else(|| StoreError::NotFound {
+            digest: digest.clone(),
+        })?;
+        Ok(Box::new(io::Cursor::new(bytes)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,6 +611,23 @@ mod tests {
         drop(writer);
         assert!(!store.has(&digest).unwrap());
         assert!(entries(&temp.path().join("blobs/sha256")).is_empty());
+    }
+
+    #[test]
+    fn memory_store_verifies_too() {
+        let store = MemoryStore::new();
+        let digest = sha256_digest(b"hello");
+        assert!(matches!(
+            store.put(&digest, b"jello"),
+            Err(StoreError::DigestMismatch { .. })
+        ));
+        assert!(!store.has(&digest).unwrap());
+        store.put(&digest, b"hello").unwrap();
+        assert_eq!(store.read_all(&digest).unwrap(), b"hello");
+        assert!(matches!(
+            store.open(&sha256_digest(b"x")),
+            Err(StoreError::NotFound { .. })
+        ));
     }
 
     #[test]

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kiln_registry::auth::Credential;
 use kiln_registry::manifest::media_types;
 use kiln_registry::store::StoreError;
 use kiln_registry::{
-    ClientConfig, Error, OciDir, PullOptions, PushOptions, RawManifest, Reference, RegistryClient,
-    RetryPolicy,
+    ClientConfig, Error, OciDir, ProgressEvent, ProgressSink, PullOptions, PushOptions,
+    RawManifest, Reference, RegistryClient, RetryPolicy,
 };
 
 use crate::fake::{FakeRegistry, Misbehave};
@@ -102,6 +103,18 @@ async fn blob_not_matching_its_digest_is_refused_and_not_kept() {
     assert!(!kept.contains(&image.manifest.digest.digest().to_owned()));
     // A verification failure is not a transient error: one download only.
     assert_eq!(fake.count("GET", layer_digest.digest()), 1);
+
+    // Fetching into memory verifies as well.
+    let descriptor = oci_spec::image::Descriptor::new(
+        oci_spec::image::MediaType::ImageLayerGzip,
+        layer.len() as u64,
+        layer_digest.clone(),
+    );
+    let error = client()
+        .fetch_blob_bytes(&reference(&fake, "app"), &descriptor, 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Blob { .. }), "{error}");
 }
 
 #[tokio::test]
@@ -508,7 +521,8 @@ async fn interrupted_chunked_upload_resumes_where_the_registry_stopped() {
     let image = images::build(&source, "chunky", &[300_000], "linux", "amd64");
     let layer_size = image.layers[0].1.len() as u64;
     let mut config = fast_config();
-    config.chunk_size = 64 * 1024;
+    config.chunk_size = Some(64 * 1024);
+    config.monolithic_upload_max = 64 * 1024;
     let client = RegistryClient::new(config);
     // The third chunk's answer is lost (the registry did store it).
     fake.misbehave_after("PATCH", "/blobs/uploads/", 2, 1, Misbehave::Close);
@@ -556,4 +570,129 @@ async fn manifest_put_is_retried_on_server_errors() {
         .unwrap();
     assert_eq!(report.digest, image.manifest.digest);
     assert_eq!(fake.count("PUT", "/manifests/1"), 2);
+}
+
+#[tokio::test]
+async fn identity_tokens_use_the_oauth2_refresh_flow() {
+    let fake = FakeRegistry::start().await;
+    let (image, _source) = serve(&fake, "app", "1", "oauth", &[1000]);
+    fake.require_tokens(200);
+    let mut config = fast_config();
+    config.credentials = config.credentials.clone().with_credential(
+        &fake.host(),
+        Credential::IdentityToken {
+            username: Some("robot".to_owned()),
+            token: "refresh-me".to_owned(),
+        },
+    );
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = OciDir::create(store_dir.path()).unwrap();
+    let pulled = RegistryClient::new(config)
+        .pull(&reference(&fake, "app:1"), &PullOptions::default(), &store)
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest.digest, image.manifest.digest);
+    let requests = fake.token_requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let form = &requests[0];
+    for expected in [
+        "POST ",
+        "grant_type=refresh_token",
+        "refresh_token=refresh-me",
+        "service=fake+registry",
+        "scope=repository%3Aapp%3Apull",
+        "client_id=kiln",
+    ] {
+        assert!(form.contains(expected), "{expected} missing from {form}");
+    }
+}
+
+#[tokio::test]
+async fn progress_events_describe_the_transfer() {
+    let fake = FakeRegistry::start().await;
+    let (base, _base_source) = serve(&fake, "base", "1", "events-base", &[3000]);
+    let dir = tempfile::tempdir().unwrap();
+    let source = OciDir::create(dir.path()).unwrap();
+    let app = images::build(&source, "events-app", &[2_500_000], "linux", "amd64");
+    let manifest = with_extra_base_layer(&app, &base, &source);
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink_events = events.clone();
+    let client = client().with_progress(ProgressSink::new(move |event| {
+        sink_events.lock().unwrap().push(event)
+    }));
+    let mut mount_from = HashMap::new();
+    mount_from.insert(base.layers[0].0.clone(), "base".to_owned());
+    let options = PushOptions {
+        tags: vec!["1".to_owned()],
+        mount_from,
+    };
+    client
+        .push(&reference(&fake, "app"), &manifest, &source, &options)
+        .await
+        .unwrap();
+    client
+        .push(&reference(&fake, "app"), &manifest, &source, &options)
+        .await
+        .unwrap();
+    let events = events.lock().unwrap().clone();
+    let count = |f: &dyn Fn(&ProgressEvent) -> bool| events.iter().filter(|e| f(e)).count();
+    assert_eq!(
+        count(&|e| matches!(e, ProgressEvent::BlobMounted { from, .. } if from == "base")),
+        1
+    );
+    assert_eq!(
+        count(&|e| matches!(e, ProgressEvent::BlobStarted { .. })),
+        2
+    );
+    assert_eq!(count(&|e| matches!(e, ProgressEvent::BlobDone { .. })), 2);
+    assert_eq!(
+        count(&|e| matches!(e, ProgressEvent::BlobSkipped { .. })),
+        3,
+        "second push: all present"
+    );
+    assert!(
+        count(
+            &|e| matches!(e, ProgressEvent::BlobProgress { transferred, size, .. } if transferred == size)
+        ) >= 1
+    );
+    assert_eq!(
+        count(
+            &|e| matches!(e, ProgressEvent::ManifestPushed { reference, .. } if reference.ends_with("/app:1"))
+        ),
+        2
+    );
+}
+
+#[tokio::test]
+async fn interrupted_streamed_upload_resumes_without_resending() {
+    let fake = FakeRegistry::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = OciDir::create(dir.path()).unwrap();
+    let image = images::build(&source, "streamy", &[300_000], "linux", "amd64");
+    let mut config = fast_config();
+    config.monolithic_upload_max = 1024;
+    config.chunk_size = None;
+    let client = RegistryClient::new(config);
+    // The registry stores the streamed layer but the answer is lost.
+    fake.misbehave("PATCH", "/blobs/uploads/", 1, Misbehave::Close);
+    let report = client
+        .push(
+            &reference(&fake, "app:1"),
+            &image.manifest,
+            &source,
+            &PushOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.stats.blobs_uploaded, 2);
+    assert!(fake.has_blob("app", &image.layers[0].0));
+    assert!(fake.has_blob("app", &image.config.0));
+    // One PATCH for the layer (the config goes in a single PUT): the lost answer was
+    // recovered by asking the upload status, not by sending the layer again.
+    assert_eq!(fake.count("PATCH", "/blobs/uploads/"), 1);
+    assert!(
+        fake.log()
+            .iter()
+            .any(|l| l.method == "GET" && l.path.contains("/blobs/uploads/") && l.status == 204)
+    );
 }

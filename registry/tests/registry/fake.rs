@@ -348,7 +348,7 @@ impl FakeRegistry {
         body: Bytes,
     ) -> Response<Body> {
         if path == "/token" {
-            return self.token(query);
+            return self.token(method, query, &body);
         }
         if let Some(denied) = self.check_token(authorization) {
             return denied;
@@ -539,12 +539,19 @@ impl FakeRegistry {
         }
     }
 
-    fn token(&self, query: &str) -> Response<Body> {
+    /// `GET /token?service=…&scope=…` or the OAuth2 `POST /token` form; logged as
+    /// `METHOD query-or-form`.
+    fn token(&self, method: &str, query: &str, body: &[u8]) -> Response<Body> {
         let mut state = self.state();
         let Some(mode) = &mut state.token_mode else {
             return status(404);
         };
-        mode.requests.push(query.to_owned());
+        let parameters = if method == "POST" {
+            String::from_utf8_lossy(body).into_owned()
+        } else {
+            query.to_owned()
+        };
+        mode.requests.push(format!("{method} {parameters}"));
         if mode.endpoint_status != 200 {
             return error(mode.endpoint_status, "TOKEN_ENDPOINT_BROKEN");
         }

@@ -3,6 +3,5 @@
 
 mod adversarial;
 mod fake;
-mod harness;
 mod images;
 mod real;

@@ -17,8 +17,18 @@ use kiln_registry::{
     Reference, RegistryClient,
 };
 
-use crate::harness::{LoggedRequest, Mode, TestRegistry};
 use crate::images::{self, TestImage, assert_store_clean};
+use kiln_testimages::registry::{LoggedRequest, Mode, TestRegistry};
+
+/// A registry from the test harness, or `None` (after saying so) when Debian's
+/// `docker-registry` is not installed.
+fn start(mode: Mode) -> Option<TestRegistry> {
+    if !Path::new("/usr/bin/docker-registry").exists() {
+        eprintln!("skipping: /usr/bin/docker-registry is not installed");
+        return None;
+    }
+    Some(TestRegistry::start(mode).expect("start the test registry"))
+}
 
 fn client() -> RegistryClient {
     RegistryClient::new(ClientConfig::anonymous())
@@ -58,7 +68,7 @@ fn source_image(seed: &str, sizes: &[usize]) -> (tempfile::TempDir, OciDir, Test
 
 #[tokio::test]
 async fn push_then_pull_by_tag_and_by_digest() {
-    let Some(registry) = TestRegistry::start(Mode::Http) else {
+    let Some(registry) = start(Mode::Http) else {
         return;
     };
     let (_dir, source, image) = source_image("busy", &[40_000, 3_000]);
@@ -91,6 +101,11 @@ async fn push_then_pull_by_tag_and_by_digest() {
         );
         assert_eq!(pulled.manifest.bytes, image.manifest.bytes);
         assert_eq!(pulled.config_bytes, image.config.1);
+        let config = client
+            .fetch_blob_bytes(&pulled_ref, &pulled.config, 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(config, image.config.1);
         assert_eq!(pulled.stats.blobs_fetched, 3);
         let kept = assert_store_clean(dir.path());
         for (digest, _) in &image.layers {
@@ -131,7 +146,7 @@ async fn push_then_pull_by_tag_and_by_digest() {
 
 #[tokio::test]
 async fn push_with_three_tags_and_a_second_push_uploads_nothing() {
-    let Some(registry) = TestRegistry::start(Mode::Http) else {
+    let Some(registry) = start(Mode::Http) else {
         return;
     };
     let (_dir, source, image) = source_image("tags", &[20_000, 5_000]);
@@ -189,7 +204,7 @@ async fn push_with_three_tags_and_a_second_push_uploads_nothing() {
 
 #[tokio::test]
 async fn layers_are_mounted_between_repositories() {
-    let Some(registry) = TestRegistry::start(Mode::Http) else {
+    let Some(registry) = start(Mode::Http) else {
         return;
     };
     let (_dir, source, base) = source_image("mount-base", &[30_000, 10_000]);
@@ -252,7 +267,7 @@ async fn layers_are_mounted_between_repositories() {
 
 #[tokio::test]
 async fn manifest_copy_retags_without_moving_layers() {
-    let Some(registry) = TestRegistry::start(Mode::Http) else {
+    let Some(registry) = start(Mode::Http) else {
         return;
     };
     let (_dir, source, image) = source_image("copy", &[25_000]);
@@ -316,7 +331,7 @@ async fn manifest_copy_retags_without_moving_layers() {
 
 #[tokio::test]
 async fn index_with_two_platforms_resolves_to_the_requested_one() {
-    let Some(registry) = TestRegistry::start(Mode::Http) else {
+    let Some(registry) = start(Mode::Http) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -369,7 +384,7 @@ async fn index_with_two_platforms_resolves_to_the_requested_one() {
 
 #[tokio::test]
 async fn tls_with_basic_auth_end_to_end() {
-    let Some(registry) = TestRegistry::start(Mode::TlsBasic) else {
+    let Some(registry) = start(Mode::TlsBasic) else {
         return;
     };
     let (user, password) = registry.credentials().unwrap();
@@ -451,7 +466,7 @@ async fn tls_with_basic_auth_end_to_end() {
 
 #[tokio::test]
 async fn referrers_use_the_tag_fallback_on_registries_without_the_api() {
-    let Some(registry) = TestRegistry::start(Mode::Http) else {
+    let Some(registry) = start(Mode::Http) else {
         return;
     };
     let (_dir, source, image) = source_image("subject", &[5_000]);
@@ -550,4 +565,302 @@ async fn referrers_use_the_tag_fallback_on_registries_without_the_api() {
         .await
         .unwrap();
     assert_eq!(tagged.media_type, media_types::OCI_INDEX);
+}
+
+#[tokio::test]
+async fn copy_between_registries_goes_through_staging() {
+    let Some(first) = start(Mode::Http) else {
+        return;
+    };
+    let Some(second) = start(Mode::Http) else {
+        return;
+    };
+    let (_dir, source, image) = source_image("cross", &[18_000]);
+    let client = client();
+    let from = reference(&first, "kiln/cross:1");
+    client
+        .push(&from, &image.manifest, &source, &PushOptions::default())
+        .await
+        .unwrap();
+    let staging_dir = tempfile::tempdir().unwrap();
+    let staging = OciDir::create(staging_dir.path()).unwrap();
+    let to = reference(&second, "mirror/cross:1");
+    let report = client.copy_manifest(&from, &to, &staging).await.unwrap();
+    assert_eq!(report.digest, image.manifest.digest);
+    assert_eq!(report.stats.blobs_uploaded, 2);
+    assert_eq!(assert_store_clean(staging_dir.path()).len(), 2);
+    assert_eq!(
+        client.get_manifest(&to).await.unwrap().bytes,
+        image.manifest.bytes
+    );
+}
+
+#[tokio::test]
+async fn images_interoperate_with_skopeo_in_both_formats() {
+    if !Path::new("/usr/bin/skopeo").exists() {
+        eprintln!("skipping: skopeo is not installed");
+        return;
+    }
+    let Some(registry) = start(Mode::Http) else {
+        return;
+    };
+    let (dir, _source, image) = source_image("skopeo", &[12_000]);
+    let skopeo = |args: &[&str]| {
+        let output = std::process::Command::new("skopeo")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    // skopeo converts to Docker schema 2 on the way; kiln pulls it.
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:skopeo", dir.path().display()),
+        &format!("docker://{}/kiln/docker-format:1", registry.host()),
+    ]);
+    let client = client();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = OciDir::create(store_dir.path()).unwrap();
+    let pulled = client
+        .pull(
+            &reference(&registry, "kiln/docker-format:1"),
+            &PullOptions::default(),
+            &store,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest.media_type, media_types::DOCKER_MANIFEST);
+    assert_eq!(
+        pulled.config.media_type().to_string(),
+        media_types::DOCKER_CONFIG
+    );
+    assert_eq!(pulled.layers[0].digest(), &image.layers[0].0);
+    assert_store_clean(store_dir.path());
+
+    // kiln pushes; skopeo pulls it back unchanged.
+    let pushed = reference(&registry, "kiln/by-kiln:1");
+    let (_dir2, source2, image2) = source_image("by-kiln", &[9_000]);
+    client
+        .push(&pushed, &image2.manifest, &source2, &PushOptions::default())
+        .await
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}/kiln/by-kiln:1", registry.host()),
+        &format!("oci:{}:copy", out.path().display()),
+    ]);
+    let copied = OciDir::open(out.path())
+        .unwrap()
+        .resolve(Some("copy"))
+        .unwrap();
+    assert_eq!(copied.digest(), &image2.manifest.digest);
+}
+
+#[tokio::test]
+async fn streamed_and_chunked_uploads_arrive_intact() {
+    let Some(registry) = start(Mode::Http) else {
+        return;
+    };
+    let (_dir, source, image) = source_image("upload-modes", &[400_000, 150_000]);
+    for (repository, chunk_size) in [("kiln/streamed", None), ("kiln/chunked", Some(64 * 1024))] {
+        let mut config = ClientConfig::anonymous();
+        config.monolithic_upload_max = 16 * 1024;
+        config.chunk_size = chunk_size;
+        let client = RegistryClient::new(config);
+        let target = reference(&registry, &format!("{repository}:1"));
+        let before = settled_log(&registry).len();
+        let report = client
+            .push(&target, &image.manifest, &source, &PushOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(report.stats.blobs_uploaded, 3);
+        let layer_bytes: u64 = image.layers.iter().map(|(_, b)| b.len() as u64).sum();
+        assert_eq!(
+            report.stats.bytes_uploaded,
+            layer_bytes + image.config.1.len() as u64
+        );
+        let patches = settled_log(&registry)[before..]
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.status == 202)
+            .count();
+        let expected_patches = match chunk_size {
+            None => 2,
+            Some(chunk) => image
+                .layers
+                .iter()
+                .map(|(_, b)| (b.len() as u64).div_ceil(chunk) as usize)
+                .sum(),
+        };
+        assert_eq!(patches, expected_patches, "{repository}");
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = OciDir::create(store_dir.path()).unwrap();
+        let pulled = client
+            .pull(&target, &PullOptions::default(), &store)
+            .await
+            .unwrap();
+        assert_eq!(pulled.manifest.digest, image.manifest.digest);
+        for (digest, blob) in &image.layers {
+            assert_eq!(&store.read_all(digest).unwrap(), blob);
+        }
+    }
+}
+
+#[tokio::test]
+async fn token_auth_end_to_end() {
+    let Some(registry) = start(Mode::Token) else {
+        return;
+    };
+    let (user, password) = registry.credentials().unwrap();
+    let realm = registry.token_realm().unwrap();
+    let (_dir, source, base) = source_image("token-base", &[20_000]);
+
+    // Anonymous: the token endpoint refuses, and the error names it.
+    let anonymous = client();
+    let error = anonymous
+        .push(
+            &reference(&registry, "kiln/base:1"),
+            &base.manifest,
+            &source,
+            &PushOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::TokenRequest { .. }), "{error}");
+    assert!(error.to_string().contains(&realm), "{error}");
+
+    let mut config = ClientConfig::anonymous();
+    config.credentials = CredentialSources::anonymous().with_credential(
+        &registry.host(),
+        kiln_registry::auth::Credential::Basic {
+            username: user.clone(),
+            password,
+        },
+    );
+    let client = RegistryClient::new(config);
+    client.check_credentials(&registry.host()).await.unwrap();
+    client
+        .push(
+            &reference(&registry, "kiln/base:1"),
+            &base.manifest,
+            &source,
+            &PushOptions::default(),
+        )
+        .await
+        .unwrap();
+    let mut mount_from = HashMap::new();
+    mount_from.insert(base.layers[0].0.clone(), "kiln/base".to_owned());
+    let report = client
+        .push(
+            &reference(&registry, "kiln/app:1"),
+            &base.manifest,
+            &source,
+            &PushOptions {
+                tags: vec![],
+                mount_from,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.stats.blobs_mounted, 1);
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = OciDir::create(store_dir.path()).unwrap();
+    let pulled = client
+        .pull(
+            &reference(&registry, "kiln/app:1"),
+            &PullOptions::default(),
+            &store,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest.digest, base.manifest.digest);
+
+    let requests = registry.token_requests();
+    let granted: Vec<_> = requests.iter().filter(|r| r.status == 200).collect();
+    assert!(
+        granted
+            .iter()
+            .all(|r| r.account.as_deref() == Some(user.as_str())),
+        "{requests:?}"
+    );
+    let mount_token = granted
+        .iter()
+        .find(|r| r.scopes.len() == 2)
+        .unwrap_or_else(|| panic!("no token asked for two scopes: {requests:?}"));
+    let mut scopes = mount_token.scopes.clone();
+    scopes.sort();
+    assert_eq!(
+        scopes,
+        vec!["repository:kiln/app:pull,push", "repository:kiln/base:pull"]
+    );
+    assert!(
+        granted
+            .iter()
+            .any(|r| r.scopes == vec!["repository:kiln/app:pull".to_owned()]),
+        "{requests:?}"
+    );
+    // One token per scope set: pushing base, pushing app (with the mount), pulling app,
+    // plus the login check.
+    assert!(
+        granted.len() <= 4,
+        "tokens are cached per scope set: {requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn busybox_from_the_harness_round_trips_and_matches_skopeo() {
+    let Some(registry) = start(Mode::Http) else {
+        return;
+    };
+    let busybox = kiln_testimages::images::busybox().expect("build the busybox test image");
+    let layout = OciDir::open(&busybox.layout).unwrap();
+    let descriptor = layout.resolve(Some(&busybox.name)).unwrap();
+    let manifest = RawManifest::new(
+        layout.read_all(descriptor.digest()).unwrap(),
+        Some(descriptor.media_type().as_ref()),
+    );
+    assert_eq!(manifest.digest.to_string(), busybox.manifest_digest);
+    let client = client();
+    let report = client
+        .push(
+            &reference(&registry, "kiln/busybox:1"),
+            &manifest,
+            &layout,
+            &PushOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.digest.to_string(), busybox.manifest_digest);
+    // skopeo pushing the same image elsewhere gives the same digest.
+    let by_skopeo = kiln_testimages::images::push(&busybox, &registry, "skopeo/busybox:1").unwrap();
+    assert_eq!(by_skopeo, busybox.manifest_digest);
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = OciDir::create(store_dir.path()).unwrap();
+    let pulled = client
+        .pull(
+            &reference(&registry, "skopeo/busybox:1"),
+            &PullOptions::default(),
+            &store,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest.digest.to_string(), busybox.manifest_digest);
+    assert_eq!(pulled.config.digest().to_string(), busybox.config_digest);
+    let layers: Vec<String> = pulled
+        .layers
+        .iter()
+        .map(|l| l.digest().to_string())
+        .collect();
+    assert_eq!(layers, busybox.layer_digests);
+    assert_store_clean(store_dir.path());
 }
