@@ -603,7 +603,7 @@ fn link_hardlinks(units: &mut [Unit]) {
 
 /// Fills in content digests (in parallel) and xattrs of every tree item.
 fn read_digests(tree: &Tree<'_>, units: &mut [Unit]) -> Result<(), Error> {
-    let mut wanted: Vec<&mut Item> = units
+    let wanted: Vec<&mut Item> = units
         .iter_mut()
         .filter_map(|u| match u {
             Unit::Tree { items, .. } => Some(items.iter_mut()),
@@ -611,25 +611,34 @@ fn read_digests(tree: &Tree<'_>, units: &mut [Unit]) -> Result<(), Error> {
         })
         .flatten()
         .collect();
-    for item in wanted.iter_mut() {
-        let mut xattrs = rootfs::xattr::list(&item.host).map_err(io_err(&item.host))?;
-        xattrs.retain(|(name, _)| !rootfs::xattr::is_overlay_internal(name));
-        item.xattrs = xattrs;
-    }
-    let files: Vec<&mut &mut Item> = wanted
-        .iter_mut()
-        .filter(|i| i.meta.kind == FileKind::File && i.hardlink_to.is_none())
-        .collect();
     match tree {
         Tree::Context { ctx, index } => {
-            let positions: Vec<usize> = files.iter().filter_map(|i| i.pos).collect();
+            // Files first, in parallel (digest and xattrs together, from the
+            // stat cache when it still applies).
+            let positions: Vec<usize> = wanted
+                .iter()
+                .filter(|i| i.meta.kind == FileKind::File)
+                .filter_map(|i| i.pos)
+                .collect();
             ctx.digest_all(index, &positions)?;
-            for item in files {
+            for item in wanted {
                 let pos = item.pos.expect("context items carry positions");
-                item.digest = Some(ctx.digest_at(index, pos)?);
+                item.xattrs = ctx.xattrs_at(index, pos)?;
+                if item.meta.kind == FileKind::File && item.hardlink_to.is_none() {
+                    item.digest = Some(ctx.digest_at(index, pos)?);
+                }
             }
         }
         Tree::Rootfs(_) => {
+            let mut files = Vec::new();
+            for item in wanted {
+                let mut xattrs = rootfs::xattr::list(&item.host).map_err(io_err(&item.host))?;
+                xattrs.retain(|(name, _)| !rootfs::xattr::is_overlay_internal(name));
+                item.xattrs = xattrs;
+                if item.meta.kind == FileKind::File && item.hardlink_to.is_none() {
+                    files.push(item);
+                }
+            }
             let hosts: Vec<PathBuf> = files.iter().map(|i| i.host.clone()).collect();
             let digests = hash_parallel(&hosts)?;
             for (item, digest) in files.into_iter().zip(digests) {
