@@ -33,7 +33,7 @@ pub mod patterns;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -344,7 +344,9 @@ pub struct BuildContext {
     ignore_file: Option<PathBuf>,
     stat_cache_path: Option<PathBuf>,
     index: Mutex<Option<Arc<Index>>>,
-    stat_cache: OnceLock<HashMap<PathBuf, CachedStat>>,
+    /// Keyed by the relative path's bytes (hashing bytes is much cheaper
+    /// than hashing a `Path` component by component).
+    stat_cache: OnceLock<HashMap<Vec<u8>, CachedStat>>,
     hashed_fresh: AtomicBool,
 }
 
@@ -416,7 +418,13 @@ impl BuildContext {
         // The root itself may be reached through a symlink: describe its target.
         let root_meta =
             FileMeta::from_std(&fs::metadata(&self.root).map_err(io_err(&self.root))?, None);
-        let listings = self.scan()?;
+        // Reading the stat cache overlaps with the (system-call bound) walk.
+        let listings = std::thread::scope(|scope| {
+            if self.stat_cache_path.is_some() {
+                scope.spawn(|| self.stat_cache());
+            }
+            self.scan()
+        })?;
         let mut entries = vec![IndexEntry {
             path: PathBuf::new(),
             meta: root_meta,
@@ -539,7 +547,7 @@ impl BuildContext {
         Ok(children)
     }
 
-    fn stat_cache(&self) -> &HashMap<PathBuf, CachedStat> {
+    fn stat_cache(&self) -> &HashMap<Vec<u8>, CachedStat> {
         self.stat_cache.get_or_init(|| match &self.stat_cache_path {
             // An unreadable or stale cache is only a lost optimisation.
             Some(path) => load_stat_cache(path, &self.root).unwrap_or_default(),
@@ -584,7 +592,7 @@ impl BuildContext {
                 path: self.root.join(&entry.path),
             });
         }
-        if let Some(cached) = self.stat_cache().get(&entry.path)
+        if let Some(cached) = self.stat_cache().get(entry.path.as_os_str().as_bytes())
             && cached.size == entry.meta.size
             && cached.mtime_ns == entry.meta.mtime.as_nanos()
             && cached.ino == entry.meta.ino
@@ -683,7 +691,7 @@ impl BuildContext {
                     continue;
                 }
                 Some(facts) => (&facts.digest, &facts.xattrs),
-                None => match old.get(&entry.path) {
+                None => match old.get(entry.path.as_os_str().as_bytes()) {
                     Some(c)
                         if c.size == meta.size
                             && c.mtime_ns == meta.mtime.as_nanos()
@@ -807,11 +815,11 @@ pub fn hash_file(path: &Path) -> Result<Digest, Error> {
     Ok(hasher.finish())
 }
 
-fn load_stat_cache(path: &Path, root: &Path) -> Option<HashMap<PathBuf, CachedStat>> {
+fn load_stat_cache(path: &Path, root: &Path) -> Option<HashMap<Vec<u8>, CachedStat>> {
     use std::os::unix::ffi::OsStringExt;
-    let file = File::open(path).ok()?;
-    let mut lines = BufReader::with_capacity(256 * 1024, file).lines();
-    let header = lines.next()?.ok()?;
+    let text = fs::read_to_string(path).ok()?;
+    let mut lines = text.split_terminator('\n');
+    let header = lines.next()?;
     let expected = format!(
         "{STAT_CACHE_HEADER} {}",
         hex::encode(root.as_os_str().as_bytes())
@@ -819,9 +827,8 @@ fn load_stat_cache(path: &Path, root: &Path) -> Option<HashMap<PathBuf, CachedSt
     if header != expected {
         return None;
     }
-    let mut map = HashMap::new();
+    let mut map = HashMap::with_capacity(text.len() / 100);
     for line in lines {
-        let line = line.ok()?;
         let mut fields = line.split(' ');
         let mut next = || fields.next();
         let size = next()?.parse().ok()?;
@@ -829,7 +836,7 @@ fn load_stat_cache(path: &Path, root: &Path) -> Option<HashMap<PathBuf, CachedSt
         let ino = next()?.parse().ok()?;
         let ctime_ns = next()?.parse().ok()?;
         let digest: Digest = format!("sha256:{}", next()?).parse().ok()?;
-        let rel = PathBuf::from(OsString::from_vec(hex::decode(next()?).ok()?));
+        let rel = hex::decode(next()?).ok()?;
         let mut xattrs = Vec::new();
         let field = next()?;
         if field != "-" {
