@@ -1048,7 +1048,8 @@ fn stat_cache_skips_unchanged_files_and_catches_changes() {
     let cache_dir = tempfile::tempdir().unwrap();
     let cache = cache_dir.path().join("stat-cache");
     let f = write(root, "a.txt", "first");
-    write(root, "b.txt", "bbb");
+    let b = write(root, "b.txt", "bbb");
+    rustix::fs::lsetxattr(&b, "user.note", b"kept", rustix::fs::XattrFlags::empty()).unwrap();
     // Files must be older than the racy window to be remembered.
     set_mtime(&f, 1_000);
     set_mtime(&root.join("b.txt"), 1_000);
@@ -1073,6 +1074,14 @@ fn stat_cache_skips_unchanged_files_and_catches_changes() {
     let saved = fs::read_to_string(&cache).unwrap();
     assert_eq!(saved.lines().count(), 3, "{saved}");
     assert!(saved.contains(Digest::of(b"first").hex()));
+    assert!(saved.contains(&hex::encode("user.note")), "{saved}");
+
+    // xattrs come back from the cache with the digest.
+    let ctx = open();
+    let index = ctx.index().unwrap();
+    let pos = index.position(Path::new("b.txt")).unwrap();
+    let xattrs = ctx.xattrs_at(&index, pos).unwrap();
+    assert_eq!(xattrs, vec![("user.note".into(), b"kept".to_vec())]);
 
     // Same size, same mtime, different content: ctime gives it away.
     fs::write(&f, "FIRST").unwrap();

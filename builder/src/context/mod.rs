@@ -31,13 +31,14 @@
 pub mod patterns;
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::{Digest, Hasher};
@@ -47,7 +48,7 @@ use patterns::{MatchInfo, PatternError, PatternMatcher};
 /// are not persisted in the stat cache (coarse kernel clocks tick every few ms).
 pub const RACY_WINDOW_NS: i64 = 20_000_000;
 
-const STAT_CACHE_HEADER: &str = "kiln-stat-cache v1";
+const STAT_CACHE_HEADER: &str = "kiln-stat-cache v2";
 
 /// Errors from reading a build context.
 #[derive(Debug, thiserror::Error)]
@@ -198,13 +199,18 @@ pub struct IndexEntry {
     pub meta: FileMeta,
     /// One past the last index of this entry's subtree.
     subtree_end: usize,
-    digest: OnceLock<HashedDigest>,
+    facts: OnceLock<FileFacts>,
 }
 
+/// Extended attributes as (name, value), sorted by name.
+pub type Xattrs = Vec<(OsString, Vec<u8>)>;
+
+/// What is read from a regular file's content and inode beyond `lstat`.
 #[derive(Debug, Clone)]
-struct HashedDigest {
+struct FileFacts {
     digest: Digest,
-    /// When kiln read the file (ns since the epoch); `None` when the digest
+    xattrs: Xattrs,
+    /// When kiln read the file (ns since the epoch); `None` when the facts
     /// came from the stat cache.
     hashed_at_ns: Option<i64>,
 }
@@ -327,6 +333,7 @@ struct CachedStat {
     ino: u64,
     ctime_ns: i128,
     digest: Digest,
+    xattrs: Xattrs,
 }
 
 /// A build context directory with its ignore rules.
@@ -337,7 +344,9 @@ pub struct BuildContext {
     ignore_file: Option<PathBuf>,
     stat_cache_path: Option<PathBuf>,
     index: Mutex<Option<Arc<Index>>>,
-    stat_cache: OnceLock<HashMap<PathBuf, CachedStat>>,
+    /// Keyed by the relative path's bytes (hashing bytes is much cheaper
+    /// than hashing a `Path` component by component).
+    stat_cache: OnceLock<HashMap<Vec<u8>, CachedStat>>,
     hashed_fresh: AtomicBool,
 }
 
@@ -406,84 +415,139 @@ impl BuildContext {
         if let Some(index) = slot.as_ref() {
             return Ok(index.clone());
         }
-        let root_meta = FileMeta::read(&self.root).map_err(io_err(&self.root))?;
+        // The root itself may be reached through a symlink: describe its target.
+        let root_meta =
+            FileMeta::from_std(&fs::metadata(&self.root).map_err(io_err(&self.root))?, None);
+        // Reading the stat cache overlaps with the (system-call bound) walk.
+        let listings = std::thread::scope(|scope| {
+            if self.stat_cache_path.is_some() {
+                scope.spawn(|| self.stat_cache());
+            }
+            self.scan()
+        })?;
         let mut entries = vec![IndexEntry {
             path: PathBuf::new(),
             meta: root_meta,
             subtree_end: 0,
-            digest: OnceLock::new(),
+            facts: OnceLock::new(),
         }];
-        self.walk(
-            &self.root.clone(),
-            Path::new(""),
-            &MatchInfo::default(),
-            &mut entries,
-        )?;
+        assemble(Path::new(""), &listings, &mut entries);
         entries[0].subtree_end = entries.len();
         let index = Arc::new(Index { entries });
         *slot = Some(index.clone());
         Ok(index)
     }
 
-    /// Appends `dir`'s included entries (depth first, by name); returns
-    /// whether anything was included.
-    fn walk(
-        &self,
-        abs_dir: &Path,
-        rel_dir: &Path,
-        dir_info: &MatchInfo,
-        out: &mut Vec<IndexEntry>,
-    ) -> Result<bool, Error> {
-        let mut children = Vec::new();
-        for dirent in fs::read_dir(abs_dir).map_err(io_err(abs_dir))? {
-            let dirent = dirent.map_err(io_err(abs_dir))?;
-            let md = dirent.metadata().map_err(io_err(dirent.path()))?;
-            children.push((dirent.file_name(), md));
+    /// Lists every directory that must be looked at, in parallel: a shared
+    /// queue of directories, each worker reading one directory, `lstat`ing
+    /// its entries, applying the ignore rules and queueing the directories to
+    /// descend into. Returns the listing of each visited directory.
+    fn scan(&self) -> Result<HashMap<PathBuf, Vec<Child>>, Error> {
+        struct Queue {
+            todo: Vec<(PathBuf, MatchInfo)>,
+            /// Directories queued or being read.
+            pending: usize,
+            failed: Option<Error>,
         }
-        children.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let mut any = false;
-        for (name, md) in children {
-            let rel = rel_dir.join(&name);
-            let (excluded, info) = if self.ignore.is_empty() {
-                (false, MatchInfo::default())
+        let queue = Mutex::new(Queue {
+            todo: vec![(PathBuf::new(), MatchInfo::default())],
+            pending: 1,
+            failed: None,
+        });
+        let wake = Condvar::new();
+        let listings = Mutex::new(HashMap::new());
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4);
+        let worker = || {
+            loop {
+                let (rel_dir, info) = {
+                    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    loop {
+                        if q.failed.is_some() || q.pending == 0 {
+                            wake.notify_all();
+                            return;
+                        }
+                        if let Some(job) = q.todo.pop() {
+                            break job;
+                        }
+                        q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                    }
+                };
+                let result = self.list_dir(&rel_dir, &info);
+                let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                q.pending -= 1;
+                match result {
+                    Ok(children) => {
+                        for child in children.iter().filter(|c| c.descend) {
+                            q.todo.push((rel_dir.join(&child.name), child.info.clone()));
+                            q.pending += 1;
+                        }
+                        listings
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(rel_dir, children);
+                    }
+                    Err(e) => {
+                        q.failed.get_or_insert(e);
+                    }
+                }
+                wake.notify_all();
+            }
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(worker);
+            }
+            worker();
+        });
+        let q = queue.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = q.failed {
+            return Err(e);
+        }
+        Ok(listings.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// One directory's entries (sorted by name) with their ignore verdicts.
+    fn list_dir(&self, rel_dir: &Path, dir_info: &MatchInfo) -> Result<Vec<Child>, Error> {
+        let abs_dir = self.root.join(rel_dir);
+        let mut children = Vec::new();
+        for dirent in fs::read_dir(&abs_dir).map_err(io_err(&abs_dir))? {
+            let dirent = dirent.map_err(io_err(&abs_dir))?;
+            let name = dirent.file_name();
+            let md = dirent.metadata().map_err(io_err(dirent.path()))?;
+            let (excluded, info, descend) = if self.ignore.is_empty() {
+                (false, MatchInfo::default(), md.is_dir())
             } else {
-                self.ignore
-                    .matches_with_parent(&rel.to_string_lossy(), dir_info)
+                let rel = rel_dir.join(&name);
+                let text = rel.to_string_lossy();
+                let (excluded, info) = self.ignore.matches_with_parent(&text, dir_info);
+                let descend = md.is_dir() && (!excluded || self.ignore.must_descend(&text, &info));
+                (excluded, info, descend)
             };
-            let abs = abs_dir.join(&name);
-            let link_target = if md.file_type().is_symlink() && !excluded {
+            if excluded && !descend {
+                continue;
+            }
+            let link_target = if md.file_type().is_symlink() {
+                let abs = abs_dir.join(&name);
                 Some(fs::read_link(&abs).map_err(io_err(&abs))?)
             } else {
                 None
             };
-            let is_dir = md.is_dir();
-            if is_dir && excluded && !self.ignore.must_descend(&rel.to_string_lossy(), &info) {
-                continue;
-            }
-            if !is_dir && excluded {
-                continue;
-            }
-            let pos = out.len();
-            out.push(IndexEntry {
-                path: rel.clone(),
+            children.push(Child {
                 meta: FileMeta::from_std(&md, link_target),
-                subtree_end: pos + 1,
-                digest: OnceLock::new(),
+                name,
+                excluded,
+                info,
+                descend,
             });
-            if is_dir {
-                let below = self.walk(&abs, &rel, &info, out)?;
-                if excluded && !below {
-                    out.truncate(pos);
-                    continue;
-                }
-                out[pos].subtree_end = out.len();
-            }
-            any = true;
         }
-        Ok(any)
+        children.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        Ok(children)
     }
 
-    fn stat_cache(&self) -> &HashMap<PathBuf, CachedStat> {
+    fn stat_cache(&self) -> &HashMap<Vec<u8>, CachedStat> {
         self.stat_cache.get_or_init(|| match &self.stat_cache_path {
             // An unreadable or stale cache is only a lost optimisation.
             Some(path) => load_stat_cache(path, &self.root).unwrap_or_default(),
@@ -503,36 +567,55 @@ impl BuildContext {
 
     /// The sha256 of the regular file at index position `pos`.
     pub fn digest_at(&self, index: &Index, pos: usize) -> Result<Digest, Error> {
+        Ok(self.facts_at(index, pos)?.digest.clone())
+    }
+
+    /// The xattrs of the entry at `pos` (sorted by name). For regular files
+    /// they are memoised and kept in the stat cache with the digest (an xattr
+    /// change moves the ctime, so an unchanged stat means unchanged xattrs).
+    pub fn xattrs_at(&self, index: &Index, pos: usize) -> Result<Xattrs, Error> {
         let entry = index.entry(pos);
-        if let Some(done) = entry.digest.get() {
-            return Ok(done.digest.clone());
+        if entry.meta.kind == FileKind::File {
+            return Ok(self.facts_at(index, pos)?.xattrs.clone());
+        }
+        let abs = self.root.join(&entry.path);
+        crate::rootfs::xattr::list(&abs).map_err(io_err(abs))
+    }
+
+    fn facts_at<'i>(&self, index: &'i Index, pos: usize) -> Result<&'i FileFacts, Error> {
+        let entry = index.entry(pos);
+        if let Some(done) = entry.facts.get() {
+            return Ok(done);
         }
         if entry.meta.kind != FileKind::File {
             return Err(Error::NotARegularFile {
                 path: self.root.join(&entry.path),
             });
         }
-        if let Some(cached) = self.stat_cache().get(&entry.path)
+        if let Some(cached) = self.stat_cache().get(entry.path.as_os_str().as_bytes())
             && cached.size == entry.meta.size
             && cached.mtime_ns == entry.meta.mtime.as_nanos()
             && cached.ino == entry.meta.ino
             && cached.ctime_ns == entry.meta.ctime.as_nanos()
         {
-            let _ = entry.digest.set(HashedDigest {
+            let _ = entry.facts.set(FileFacts {
                 digest: cached.digest.clone(),
+                xattrs: cached.xattrs.clone(),
                 hashed_at_ns: None,
             });
-            return Ok(cached.digest.clone());
+            return Ok(entry.facts.get().expect("just set"));
         }
         let abs = self.root.join(&entry.path);
         let hashed_at_ns = now_ns();
+        let xattrs = crate::rootfs::xattr::list(&abs).map_err(io_err(&abs))?;
         let digest = hash_file(&abs)?;
         self.hashed_fresh.store(true, Ordering::Relaxed);
-        let _ = entry.digest.set(HashedDigest {
-            digest: digest.clone(),
+        let _ = entry.facts.set(FileFacts {
+            digest,
+            xattrs,
             hashed_at_ns: Some(hashed_at_ns),
         });
-        Ok(digest)
+        Ok(entry.facts.get().expect("just set"))
     }
 
     /// Computes the digests of many files at once, spreading the reading over
@@ -543,7 +626,7 @@ impl BuildContext {
             .copied()
             .filter(|p| {
                 let e = index.entry(*p);
-                e.meta.kind == FileKind::File && e.digest.get().is_none()
+                e.meta.kind == FileKind::File && e.facts.get().is_none()
             })
             .collect();
         let threads = std::thread::available_parallelism()
@@ -552,7 +635,7 @@ impl BuildContext {
             .min(todo.len() / 64 + 1);
         if threads <= 1 {
             for pos in todo {
-                self.digest_at(index, pos)?;
+                self.facts_at(index, pos)?;
             }
             return Ok(());
         }
@@ -563,7 +646,7 @@ impl BuildContext {
                 .map(|part| {
                     scope.spawn(move || -> Result<(), Error> {
                         for pos in part {
-                            self.digest_at(index, *pos)?;
+                            self.facts_at(index, *pos)?;
                         }
                         Ok(())
                     })
@@ -598,35 +681,32 @@ impl BuildContext {
             if meta.kind != FileKind::File || entry.path.as_os_str().as_bytes().contains(&b'\n') {
                 continue;
             }
-            let digest = match entry.digest.get() {
-                Some(HashedDigest {
-                    digest,
+            let (digest, xattrs) = match entry.facts.get() {
+                Some(FileFacts {
                     hashed_at_ns: Some(at),
-                }) => {
-                    if meta.ctime.as_nanos() >= i128::from(*at - RACY_WINDOW_NS)
-                        || meta.mtime.as_nanos() >= i128::from(*at - RACY_WINDOW_NS)
-                    {
-                        continue;
-                    }
-                    digest
+                    ..
+                }) if meta.ctime.as_nanos() >= i128::from(*at - RACY_WINDOW_NS)
+                    || meta.mtime.as_nanos() >= i128::from(*at - RACY_WINDOW_NS) =>
+                {
+                    continue;
                 }
-                Some(HashedDigest { digest, .. }) => digest,
-                None => match old.get(&entry.path) {
+                Some(facts) => (&facts.digest, &facts.xattrs),
+                None => match old.get(entry.path.as_os_str().as_bytes()) {
                     Some(c)
                         if c.size == meta.size
                             && c.mtime_ns == meta.mtime.as_nanos()
                             && c.ino == meta.ino
                             && c.ctime_ns == meta.ctime.as_nanos() =>
                     {
-                        &c.digest
+                        (&c.digest, &c.xattrs)
                     }
                     _ => continue,
                 },
             };
             use std::fmt::Write as _;
-            let _ = writeln!(
+            let _ = write!(
                 out,
-                "{} {} {} {} {} {}",
+                "{} {} {} {} {} {} ",
                 meta.size,
                 meta.mtime.as_nanos(),
                 meta.ino,
@@ -634,6 +714,21 @@ impl BuildContext {
                 digest.hex(),
                 hex::encode(entry.path.as_os_str().as_bytes()),
             );
+            if xattrs.is_empty() {
+                out.push('-');
+            }
+            for (i, (name, value)) in xattrs.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(
+                    out,
+                    "{}={}",
+                    hex::encode(name.as_bytes()),
+                    hex::encode(value)
+                );
+            }
+            out.push('\n');
         }
         let dir = path
             .parent()
@@ -648,6 +743,52 @@ impl BuildContext {
         })?;
         Ok(())
     }
+}
+
+/// One directory entry found by [`BuildContext::scan`].
+#[derive(Debug)]
+struct Child {
+    name: OsString,
+    meta: FileMeta,
+    /// Matched by the ignore rules (kept only as a parent, if at all).
+    excluded: bool,
+    info: MatchInfo,
+    /// A directory whose listing was taken.
+    descend: bool,
+}
+
+/// Builds the depth-first, name-ordered index below `rel_dir` from the
+/// listings; returns whether anything was included. Excluded directories
+/// are kept only when something below them was included.
+fn assemble(
+    rel_dir: &Path,
+    listings: &HashMap<PathBuf, Vec<Child>>,
+    out: &mut Vec<IndexEntry>,
+) -> bool {
+    let Some(children) = listings.get(rel_dir) else {
+        return false;
+    };
+    let mut any = false;
+    for child in children {
+        let rel = rel_dir.join(&child.name);
+        let pos = out.len();
+        out.push(IndexEntry {
+            path: rel.clone(),
+            meta: child.meta.clone(),
+            subtree_end: pos + 1,
+            facts: OnceLock::new(),
+        });
+        if child.descend {
+            let below = assemble(&rel, listings, out);
+            if child.excluded && !below {
+                out.truncate(pos);
+                continue;
+            }
+            out[pos].subtree_end = out.len();
+        }
+        any = true;
+    }
+    any
 }
 
 fn now_ns() -> i64 {
@@ -674,11 +815,11 @@ pub fn hash_file(path: &Path) -> Result<Digest, Error> {
     Ok(hasher.finish())
 }
 
-fn load_stat_cache(path: &Path, root: &Path) -> Option<HashMap<PathBuf, CachedStat>> {
+fn load_stat_cache(path: &Path, root: &Path) -> Option<HashMap<Vec<u8>, CachedStat>> {
     use std::os::unix::ffi::OsStringExt;
-    let file = File::open(path).ok()?;
-    let mut lines = BufReader::with_capacity(256 * 1024, file).lines();
-    let header = lines.next()?.ok()?;
+    let text = fs::read_to_string(path).ok()?;
+    let mut lines = text.split_terminator('\n');
+    let header = lines.next()?;
     let expected = format!(
         "{STAT_CACHE_HEADER} {}",
         hex::encode(root.as_os_str().as_bytes())
@@ -686,9 +827,8 @@ fn load_stat_cache(path: &Path, root: &Path) -> Option<HashMap<PathBuf, CachedSt
     if header != expected {
         return None;
     }
-    let mut map = HashMap::new();
+    let mut map = HashMap::with_capacity(text.len() / 100);
     for line in lines {
-        let line = line.ok()?;
         let mut fields = line.split(' ');
         let mut next = || fields.next();
         let size = next()?.parse().ok()?;
@@ -696,7 +836,18 @@ fn load_stat_cache(path: &Path, root: &Path) -> Option<HashMap<PathBuf, CachedSt
         let ino = next()?.parse().ok()?;
         let ctime_ns = next()?.parse().ok()?;
         let digest: Digest = format!("sha256:{}", next()?).parse().ok()?;
-        let rel = PathBuf::from(std::ffi::OsString::from_vec(hex::decode(next()?).ok()?));
+        let rel = hex::decode(next()?).ok()?;
+        let mut xattrs = Vec::new();
+        let field = next()?;
+        if field != "-" {
+            for pair in field.split(',') {
+                let (name, value) = pair.split_once('=')?;
+                xattrs.push((
+                    OsString::from_vec(hex::decode(name).ok()?),
+                    hex::decode(value).ok()?,
+                ));
+            }
+        }
         map.insert(
             rel,
             CachedStat {
@@ -705,6 +856,7 @@ fn load_stat_cache(path: &Path, root: &Path) -> Option<HashMap<PathBuf, CachedSt
                 ino,
                 ctime_ns,
                 digest,
+                xattrs,
             },
         );
     }
@@ -714,6 +866,31 @@ fn load_stat_cache(path: &Path, root: &Path) -> Option<HashMap<PathBuf, CachedSt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contexts_are_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<BuildContext>();
+        shareable::<Index>();
+    }
+
+    #[test]
+    fn lookup_follows_symlinks_inside_the_context_only() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("real")).unwrap();
+        fs::write(dir.path().join("real/f"), "f").unwrap();
+        std::os::unix::fs::symlink("real", dir.path().join("rel")).unwrap();
+        std::os::unix::fs::symlink("/../../real/f", dir.path().join("abs")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("host")).unwrap();
+        let ctx = BuildContext::open(dir.path(), ContextOptions::default()).unwrap();
+        let index = ctx.index().unwrap();
+        let f = index.position(Path::new("real/f")).unwrap();
+        assert_eq!(index.lookup(Path::new("rel/f"), false).unwrap(), Some(f));
+        assert_eq!(index.lookup(Path::new("/abs"), true).unwrap(), Some(f));
+        assert_ne!(index.lookup(Path::new("abs"), false).unwrap(), Some(f));
+        // Absolute targets resolve against the context root, never the host.
+        assert_eq!(index.lookup(Path::new("host"), true).unwrap(), None);
+    }
 
     #[test]
     fn children_follow_subtrees() {

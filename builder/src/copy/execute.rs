@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{CopyPlan, Error, Item, Unit, archive, io_err, remote};
@@ -133,53 +133,42 @@ impl<'p> Executor<'p> {
                         });
                     }
                     let target = self.file_target(OsStr::new(file_name))?;
-                    let dest = self.host(&target);
-                    self.clear_target(&target, &dest, false)?;
-                    let n = fs::copy(host, &dest).map_err(io_err(&dest))?;
                     let (uid, gid) = self.owner.unwrap_or((0, 0));
                     let mode = self
                         .plan
                         .chmod
                         .as_ref()
                         .map_or(0o600, |c| c.apply(0o600, false));
-                    finish(
-                        &dest,
-                        false,
-                        &Finish {
-                            uid,
-                            gid,
-                            mode: Some(mode),
-                            xattrs: &[],
-                            mtime: Some(fetched.last_modified.unwrap_or_else(super::now)),
-                        },
-                    )?;
+                    let mut source = File::open(host).map_err(io_err(host))?;
+                    let meta = Finish {
+                        uid,
+                        gid,
+                        mode: Some(mode),
+                        xattrs: &[],
+                        mtime: Some(fetched.last_modified.unwrap_or_else(super::now)),
+                    };
+                    let n = self.write_file(&target, &mut source, &meta)?;
                     self.stats.files += 1;
                     self.stats.bytes += n;
                 }
                 Unit::Inline { name, body, mtime } => {
                     let target = self.file_target(OsStr::new(name))?;
-                    let dest = self.host(&target);
-                    self.clear_target(&target, &dest, false)?;
-                    fs::write(&dest, body.as_bytes()).map_err(io_err(&dest))?;
                     let (uid, gid) = self.owner.unwrap_or((0, 0));
                     let mode = self
                         .plan
                         .chmod
                         .as_ref()
                         .map_or(0o644, |c| c.apply(0o644, false));
-                    finish(
-                        &dest,
-                        false,
-                        &Finish {
-                            uid,
-                            gid,
-                            mode: Some(mode),
-                            xattrs: &[],
-                            mtime: Some(*mtime),
-                        },
-                    )?;
+                    let meta = Finish {
+                        uid,
+                        gid,
+                        mode: Some(mode),
+                        xattrs: &[],
+                        mtime: Some(*mtime),
+                    };
+                    let n = self.write_file(&target, &mut body.as_bytes(), &meta)?;
                     self.stats.files += 1;
-                    self.stats.bytes += body.len() as u64;
+                    self.stats.bytes += n;
                 }
             }
         }
@@ -395,6 +384,43 @@ impl<'p> Executor<'p> {
         }
     }
 
+    /// Creates the regular file `target` from `content` and gives it its
+    /// final metadata through the open descriptor (no path lookups). The
+    /// data moves with `copy_file_range` when `content` is a file.
+    fn write_file(
+        &mut self,
+        target: &Path,
+        content: &mut dyn io::Read,
+        meta: &Finish<'_>,
+    ) -> Result<u64, Error> {
+        let host = self.host(target);
+        let parent_fresh = target.parent().is_some_and(|p| self.fresh.contains(p));
+        if !parent_fresh && self.lower.lookup(target)?.is_some_and(|e| e.meta.is_dir()) {
+            return Err(Error::WouldReplaceDirectory {
+                path: target.to_owned(),
+            });
+        }
+        let create = || {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&host)
+        };
+        let mut out = match create() {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.clear_target(target, &host, false)?;
+                create().map_err(io_err(&host))?
+            }
+            Err(e) => return Err(io_err(&host)(e)),
+        };
+        // io::copy uses copy_file_range between two files on Linux.
+        let n = io::copy(content, &mut out).map_err(io_err(&host))?;
+        finish_fd(&out, &host, meta)?;
+        Ok(n)
+    }
+
     fn place_tree(&mut self, u: usize) -> Result<(), Error> {
         let plan = self.plan;
         let Unit::Tree {
@@ -442,6 +468,22 @@ impl<'p> Executor<'p> {
         };
         let item = &items[i];
         let host = self.host(target);
+        if item.meta.kind == FileKind::File && item.hardlink_to.is_none() {
+            let (uid, gid) = self.owner.unwrap_or((item.meta.uid, item.meta.gid));
+            let meta = Finish {
+                uid,
+                gid,
+                mode: Some(self.mode_for(item.meta.kind, item.meta.mode)),
+                xattrs: &item.xattrs,
+                mtime: Some(item.meta.mtime),
+            };
+            let mut source = File::open(&item.host).map_err(io_err(&item.host))?;
+            let n = self.write_file(target, &mut source, &meta)?;
+            self.stats.files += 1;
+            self.stats.bytes += n;
+            self.written.insert((u, i), host);
+            return Ok(());
+        }
         self.clear_target(target, &host, false)?;
         if let Some(first) = item.hardlink_to
             && let Some(first_host) = self.written.get(&first)
@@ -461,6 +503,7 @@ impl<'p> Executor<'p> {
         };
         match item.meta.kind {
             FileKind::File => {
+                // A hardlink whose first name was not written: copy the content.
                 let n = fs::copy(&item.host, &host).map_err(io_err(&item.host))?;
                 self.stats.files += 1;
                 self.stats.bytes += n;
@@ -757,6 +800,44 @@ fn finish(host: &Path, is_symlink: bool, meta: &Finish<'_>) -> Result<(), Error>
     }
     if let Some(mtime) = meta.mtime {
         set_times(host, mtime)?;
+    }
+    Ok(())
+}
+
+/// [`finish`] through an open regular file.
+fn finish_fd(file: &File, host: &Path, meta: &Finish<'_>) -> Result<(), Error> {
+    let fail = |e: rustix::io::Errno| io_err(host)(e.into());
+    rustix::fs::fchown(
+        file,
+        Some(rustix::fs::Uid::from_raw(meta.uid)),
+        Some(rustix::fs::Gid::from_raw(meta.gid)),
+    )
+    .map_err(fail)?;
+    if let Some(mode) = meta.mode {
+        rustix::fs::fchmod(file, rustix::fs::Mode::from_raw_mode(mode)).map_err(fail)?;
+    }
+    for (name, value) in meta.xattrs {
+        if xattr::is_overlay_internal(name) {
+            continue;
+        }
+        match rustix::fs::fsetxattr(file, name, value, rustix::fs::XattrFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOTSUP) => {}
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    if let Some(mtime) = meta.mtime {
+        let ts = rustix::fs::Timespec {
+            tv_sec: mtime.secs,
+            tv_nsec: i64::from(mtime.nanos),
+        };
+        rustix::fs::futimens(
+            file,
+            &rustix::fs::Timestamps {
+                last_access: ts,
+                last_modification: ts,
+            },
+        )
+        .map_err(fail)?;
     }
     Ok(())
 }

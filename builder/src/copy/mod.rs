@@ -81,7 +81,7 @@ pub use users::{ChownSpec, UserError};
 
 use crate::context::patterns::{self, PatternError, PatternMatcher};
 use crate::context::{self, BuildContext, FileKind, FileMeta, Timestamp};
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::rootfs::{self, RootfsView};
 use remote::{DownloadError, Downloaded};
 use tree::{Node, Tree};
@@ -505,11 +505,11 @@ fn plan_source(
             });
             continue;
         }
-        let mut items = vec![item_from(Path::new(""), &root)];
+        let mut items = vec![item_from(PathBuf::new(), root.clone())];
         if root.meta.is_dir() {
             let mut found = Vec::new();
             tree.walk_filtered(&root, None, exclude, &mut found)?;
-            items.extend(found.iter().map(|(rel, node)| item_from(rel, node)));
+            items.extend(found.into_iter().map(|(rel, node)| item_from(rel, node)));
         }
         plan.units.push(Unit::Tree {
             name,
@@ -556,8 +556,8 @@ fn plan_parents(
             path: patterns::clean(&format!("{pivot}/{pattern}")),
         });
     }
-    let mut items = vec![item_from(Path::new(""), &root)];
-    items.extend(found.iter().map(|(rel, node)| item_from(rel, node)));
+    let mut items = vec![item_from(PathBuf::new(), root.clone())];
+    items.extend(found.into_iter().map(|(rel, node)| item_from(rel, node)));
     plan.units.push(Unit::Tree {
         name: src.to_owned(),
         basename: OsString::new(),
@@ -566,12 +566,12 @@ fn plan_parents(
     Ok(())
 }
 
-fn item_from(rel: &Path, node: &Node) -> Item {
+fn item_from(rel: PathBuf, node: Node) -> Item {
     Item {
-        rel: rel.to_owned(),
-        host: node.host.clone(),
+        rel,
         pos: node.position(),
-        meta: node.meta.clone(),
+        host: node.host,
+        meta: node.meta,
         digest: None,
         xattrs: Vec::new(),
         hardlink_to: None,
@@ -603,7 +603,7 @@ fn link_hardlinks(units: &mut [Unit]) {
 
 /// Fills in content digests (in parallel) and xattrs of every tree item.
 fn read_digests(tree: &Tree<'_>, units: &mut [Unit]) -> Result<(), Error> {
-    let mut wanted: Vec<&mut Item> = units
+    let wanted: Vec<&mut Item> = units
         .iter_mut()
         .filter_map(|u| match u {
             Unit::Tree { items, .. } => Some(items.iter_mut()),
@@ -611,25 +611,34 @@ fn read_digests(tree: &Tree<'_>, units: &mut [Unit]) -> Result<(), Error> {
         })
         .flatten()
         .collect();
-    for item in wanted.iter_mut() {
-        let mut xattrs = rootfs::xattr::list(&item.host).map_err(io_err(&item.host))?;
-        xattrs.retain(|(name, _)| !rootfs::xattr::is_overlay_internal(name));
-        item.xattrs = xattrs;
-    }
-    let files: Vec<&mut &mut Item> = wanted
-        .iter_mut()
-        .filter(|i| i.meta.kind == FileKind::File && i.hardlink_to.is_none())
-        .collect();
     match tree {
         Tree::Context { ctx, index } => {
-            let positions: Vec<usize> = files.iter().filter_map(|i| i.pos).collect();
+            // Files first, in parallel (digest and xattrs together, from the
+            // stat cache when it still applies).
+            let positions: Vec<usize> = wanted
+                .iter()
+                .filter(|i| i.meta.kind == FileKind::File)
+                .filter_map(|i| i.pos)
+                .collect();
             ctx.digest_all(index, &positions)?;
-            for item in files {
+            for item in wanted {
                 let pos = item.pos.expect("context items carry positions");
-                item.digest = Some(ctx.digest_at(index, pos)?);
+                item.xattrs = ctx.xattrs_at(index, pos)?;
+                if item.meta.kind == FileKind::File && item.hardlink_to.is_none() {
+                    item.digest = Some(ctx.digest_at(index, pos)?);
+                }
             }
         }
         Tree::Rootfs(_) => {
+            let mut files = Vec::new();
+            for item in wanted {
+                let mut xattrs = rootfs::xattr::list(&item.host).map_err(io_err(&item.host))?;
+                xattrs.retain(|(name, _)| !rootfs::xattr::is_overlay_internal(name));
+                item.xattrs = xattrs;
+                if item.meta.kind == FileKind::File && item.hardlink_to.is_none() {
+                    files.push(item);
+                }
+            }
             let hosts: Vec<PathBuf> = files.iter().map(|i| i.host.clone()).collect();
             let digests = hash_parallel(&hosts)?;
             for (item, digest) in files.into_iter().zip(digests) {
@@ -676,19 +685,21 @@ fn hash_parallel(paths: &[PathBuf]) -> Result<Vec<Digest>, Error> {
 }
 
 /// Length-prefixed fields, so no two different plans hash alike.
-fn put(h: &mut Hasher, bytes: &[u8]) {
-    h.update(&(bytes.len() as u64).to_le_bytes());
-    h.update(bytes);
+fn put(h: &mut Vec<u8>, bytes: &[u8]) {
+    h.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    h.extend_from_slice(bytes);
 }
 
-fn put_u(h: &mut Hasher, n: u64) {
-    h.update(&n.to_le_bytes());
+fn put_u(h: &mut Vec<u8>, n: u64) {
+    h.extend_from_slice(&n.to_le_bytes());
 }
 
 /// The digest of what the plan copies: see the module docs for what enters it.
 pub fn cache_digest(plan: &CopyPlan) -> Digest {
     use std::os::unix::ffi::OsStrExt;
-    let mut h = Hasher::new();
+    // Fields are gathered in one buffer and hashed once: many tiny hasher
+    // updates cost more than the hashing itself.
+    let mut h = Vec::with_capacity(4096 + plan.len() * 128);
     put(&mut h, b"kiln-copy-v1");
     put(&mut h, plan.kind.name().as_bytes());
     put(&mut h, plan.dest.as_os_str().as_bytes());
@@ -791,5 +802,5 @@ pub fn cache_digest(plan: &CopyPlan) -> Digest {
             }
         }
     }
-    h.finish()
+    Digest::of(&h)
 }

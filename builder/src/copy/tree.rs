@@ -163,6 +163,26 @@ impl<'a> Tree<'a> {
         exclude: &PatternMatcher,
         out: &mut Vec<(PathBuf, Node)>,
     ) -> Result<bool, Error> {
+        // The common `COPY dir /dest`: the context index already holds the
+        // subtree, in order.
+        if let (Tree::Context { ctx, index }, None, true, Some(pos)) =
+            (self, include, exclude.is_empty(), root.position())
+        {
+            let root_path = &index.entry(pos).path;
+            let below = index.descendants(pos);
+            let any = !below.is_empty();
+            out.reserve(below.len());
+            for child in below {
+                let rel = index
+                    .entry(child)
+                    .path
+                    .strip_prefix(root_path)
+                    .expect("descendants are below their root")
+                    .to_owned();
+                out.push((rel, Self::context_node(ctx, index, child)));
+            }
+            return Ok(any);
+        }
         self.walk_dir(
             root,
             Path::new(""),
