@@ -292,3 +292,38 @@ fn outputs_are_read_by_real_tools() {
     }
     let _ = Path::new(&oci_dir);
 }
+
+#[test]
+fn the_store_is_a_valid_oci_layout_after_a_build() {
+    let env = setup(
+        "FROM busybox\nRUN echo x > /x\nCMD [\"cat\", \"/x\"]\n",
+        &[],
+    );
+    let out = build(&env, &["-t", "valid:1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    match kiln_testimages::schema::layout_errors(&env.home) {
+        Some(errors) => assert!(errors.is_empty(), "{errors:#?}"),
+        None => eprintln!("skipping: no shared/conformance for the OCI schemas"),
+    }
+    let ls = Command::new("umoci")
+        .args(["ls", "--layout"])
+        .arg(&env.home)
+        .output()
+        .unwrap();
+    assert!(
+        ls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ls.stdout).contains("valid:1"));
+    let inspect = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:valid:1", env.home.display()))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+}

@@ -30,6 +30,7 @@
 
 pub mod images;
 pub mod registry;
+pub mod schema;
 
 mod command;
 mod error;

@@ -35,25 +35,6 @@ pub fn read_json(path: &Path) -> Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Resolves the OCI schemas' `$ref`s (`defs.json`, `content-descriptor.json`,
-/// …, under whatever base URI their `id`s give) to the files beside them.
-struct SchemaFiles {
-    dir: PathBuf,
-}
-
-impl jsonschema::Retrieve for SchemaFiles {
-    fn retrieve(
-        &self,
-        uri: &jsonschema::Uri<String>,
-    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-        let name = uri.path().as_str().rsplit('/').next().unwrap_or_default();
-        let path = self.dir.join(name);
-        Ok(serde_json::from_slice(
-            &fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-        )?)
-    }
-}
-
 /// Validates `instance` against the OCI image-spec schema file `schema`
 /// (e.g. `image-manifest-schema.json`); returns false (after saying why) when
 /// the shared conformance files are not there.
@@ -67,27 +48,7 @@ pub fn validate_oci(schema: &str, instance: &Value) -> bool {
     }
 }
 
-/// The errors of `instance` against the OCI schema `schema`, or `None` (after
-/// saying so) when the shared conformance files are not there.
-pub fn oci_schema_errors(schema: &str, instance: &Value) -> Option<Vec<String>> {
-    let Some(shared) = kiln_testimages::shared_dir() else {
-        eprintln!("skipping schema validation: no shared/conformance directory found");
-        return None;
-    };
-    let dir = shared.join("conformance/oci-image-spec");
-    let schema_value = read_json(&dir.join(schema));
-    let validator = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
-        .with_retriever(SchemaFiles { dir })
-        .build(&schema_value)
-        .unwrap_or_else(|e| panic!("schema {schema}: {e}"));
-    Some(
-        validator
-            .iter_errors(instance)
-            .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect(),
-    )
-}
+pub use kiln_testimages::schema::oci_schema_errors;
 
 /// Validates a whole layout: `oci-layout`, `index.json`, and each image's
 /// manifest and config; checks every blob against its digest and size.
