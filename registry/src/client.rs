@@ -198,14 +198,10 @@ impl Scopes {
 
     /// Adds pull access to another repository (for cross-repository mounts).
     pub(crate) fn and_pull(mut self, repository: &str) -> Scopes {
-        let scope = format!("repository:{repository}:pull");
-        if !self.0.contains(&scope)
-            && !self
-                .0
-                .iter()
-                .any(|s| s == &format!("repository:{repository}:pull,push"))
-        {
-            self.0.push(scope);
+        // Any scope on the repository already includes pull.
+        let prefix = format!("repository:{repository}:");
+        if !self.0.iter().any(|scope| scope.starts_with(&prefix)) {
+            self.0.push(format!("{prefix}pull"));
         }
         self
     }
