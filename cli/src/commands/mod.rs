@@ -3,6 +3,8 @@
 mod build;
 mod debug;
 mod images;
+mod inspect;
+mod login;
 mod pull;
 mod push;
 mod tag;
@@ -34,6 +36,12 @@ enum Command {
     Push(push::Args),
     /// Give an image on a registry more tags, without pulling its layers
     Tag(tag::Args),
+    /// Show an image's manifest, config and platforms (JSON)
+    Inspect(inspect::Args),
+    /// Save credentials for a registry in the docker config file
+    Login(login::LoginArgs),
+    /// Remove saved credentials for a registry
+    Logout(login::LogoutArgs),
     /// Tools for looking inside kiln
     #[command(subcommand)]
     Debug(debug::Args),
@@ -101,6 +109,9 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), Failure> {
         Command::Pull(args) => pull::run(args, printer),
         Command::Push(args) => push::run(args, printer),
         Command::Tag(args) => tag::run(args, printer),
+        Command::Inspect(args) => inspect::run(args, printer),
+        Command::Login(args) => login::login(args, printer),
+        Command::Logout(args) => login::logout(args, printer),
         Command::Debug(args) => debug::run(args, printer),
     }
 }
