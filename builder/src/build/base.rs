@@ -147,17 +147,12 @@ pub fn resolve(
         }
     }
     let (client, runtime) = client()?;
-    let wanted = kiln_registry::Platform::new(
-        &platform.os,
-        &platform.architecture,
-        platform.variant.as_deref(),
-    );
     let adapter = StoreAdapter(store.clone());
     let pulled = runtime
         .block_on(client.pull(
             &parsed,
             &kiln_registry::PullOptions {
-                platform: Some(wanted),
+                platform: Some(platform.clone()),
             },
             &adapter,
         ))

@@ -683,20 +683,9 @@ fn run_step(
             let op = copy::CopyOp {
                 kind: copy::CopyKind::Copy,
                 sources: c.sources.clone(),
-                heredocs: c
-                    .heredocs
-                    .iter()
-                    .map(|h| copy::Heredoc {
-                        name: h.name.clone(),
-                        body: h.content.clone(),
-                    })
-                    .collect(),
+                heredocs: copy_heredocs(&c.heredocs),
                 dest: c.dest.clone(),
-                workdir: if workdir.is_empty() {
-                    "/".into()
-                } else {
-                    workdir.clone()
-                },
+                workdir: copy_workdir(&workdir),
                 chown: c.chown.clone(),
                 chmod: chmod_of(&c.chmod, &location)?,
                 exclude: c.exclude.clone(),
@@ -740,20 +729,9 @@ fn run_step(
             let op = copy::CopyOp {
                 kind: copy::CopyKind::Add,
                 sources: a.sources.clone(),
-                heredocs: a
-                    .heredocs
-                    .iter()
-                    .map(|h| copy::Heredoc {
-                        name: h.name.clone(),
-                        body: h.content.clone(),
-                    })
-                    .collect(),
+                heredocs: copy_heredocs(&a.heredocs),
                 dest: a.dest.clone(),
-                workdir: if workdir.is_empty() {
-                    "/".into()
-                } else {
-                    workdir.clone()
-                },
+                workdir: copy_workdir(&workdir),
                 chown: a.chown.clone(),
                 chmod: chmod_of(&a.chmod, &location)?,
                 exclude: a.exclude.clone(),
@@ -847,6 +825,24 @@ fn run_step(
         bytes_written,
     });
     Ok(())
+}
+
+fn copy_heredocs(heredocs: &[dockerfile::HeredocSource]) -> Vec<copy::Heredoc> {
+    heredocs
+        .iter()
+        .map(|h| copy::Heredoc {
+            name: h.name.clone(),
+            body: h.content.clone(),
+        })
+        .collect()
+}
+
+fn copy_workdir(workdir: &str) -> String {
+    if workdir.is_empty() {
+        "/".into()
+    } else {
+        workdir.to_owned()
+    }
 }
 
 /// The frontend's typed `--chmod`, as text the copier parses.
