@@ -819,6 +819,13 @@ fn heredoc_becomes_a_file() {
     let (layer, _) = run(Source::Context(&ctx), &o, None);
     assert_eq!(listing(layer.path()), ["app/", "app/one", "app/two"]);
     assert_eq!(mode(&layer.path().join("app/two")), 0o755);
+
+    // Heredocs alone never walk the context: this one is gone by now.
+    let gone_dir = tempfile::tempdir().unwrap();
+    let gone = context(gone_dir.path());
+    drop(gone_dir);
+    let (layer, _) = run(Source::Context(&gone), &o, None);
+    assert!(layer.path().join("app/one").is_file());
 }
 
 // ---------------------------------------------------------------- rootfs view
@@ -852,6 +859,14 @@ fn overlay_layers() -> (TempDir, TempDir, RootfsView) {
     write(lower.path(), "a/y", "y");
     write(lower.path(), "b/z", "z");
     write(lower.path(), "etc/passwd", "svc:x:501:502::/:/bin/false\n");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        lower.path().join("a/fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o640),
+        0,
+    )
+    .unwrap();
     let upper = tempfile::tempdir().unwrap();
     fs::create_dir_all(upper.path().join("a")).unwrap();
     whiteout(&upper.path().join("a/x"));
@@ -875,7 +890,7 @@ fn rootfs_view_respects_whiteouts_and_opaque_dirs() {
             .map(|e| e.name.to_string_lossy().into_owned())
             .collect()
     };
-    assert_eq!(names("/a"), ["y"]);
+    assert_eq!(names("/a"), ["fifo", "y"]);
     assert_eq!(names("/b"), ["w"]);
     assert_eq!(names("/"), ["a", "b", "c", "etc"]);
     let mut body = String::new();
@@ -893,6 +908,7 @@ fn rootfs_view_respects_whiteouts_and_opaque_dirs() {
         [
             "copy/",
             "copy/a/",
+            "copy/a/fifo",
             "copy/a/y",
             "copy/b/",
             "copy/b/w",
@@ -902,6 +918,9 @@ fn rootfs_view_respects_whiteouts_and_opaque_dirs() {
         ]
     );
     assert_eq!(owner(&layer.path().join("copy/a/y")), (501, 502));
+    let fifo = fs::symlink_metadata(layer.path().join("copy/a/fifo")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo.file_type()));
+    assert_eq!(fifo.mode() & 0o7777, 0o640);
     // No overlay bookkeeping leaks into the copy.
     let mut buf = [0u8; 8];
     assert!(

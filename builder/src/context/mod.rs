@@ -419,7 +419,7 @@ impl BuildContext {
         let root_meta =
             FileMeta::from_std(&fs::metadata(&self.root).map_err(io_err(&self.root))?, None);
         // Reading the stat cache overlaps with the (system-call bound) walk.
-        let listings = std::thread::scope(|scope| {
+        let mut listings = std::thread::scope(|scope| {
             if self.stat_cache_path.is_some() {
                 scope.spawn(|| self.stat_cache());
             }
@@ -431,7 +431,7 @@ impl BuildContext {
             subtree_end: 0,
             facts: OnceLock::new(),
         }];
-        assemble(Path::new(""), &listings, &mut entries);
+        assemble(Path::new(""), &mut listings, &mut entries);
         entries[0].subtree_end = entries.len();
         let index = Arc::new(Index { entries });
         *slot = Some(index.clone());
@@ -762,23 +762,24 @@ struct Child {
 /// are kept only when something below them was included.
 fn assemble(
     rel_dir: &Path,
-    listings: &HashMap<PathBuf, Vec<Child>>,
+    listings: &mut HashMap<PathBuf, Vec<Child>>,
     out: &mut Vec<IndexEntry>,
 ) -> bool {
-    let Some(children) = listings.get(rel_dir) else {
+    let Some(children) = listings.remove(rel_dir) else {
         return false;
     };
     let mut any = false;
     for child in children {
         let rel = rel_dir.join(&child.name);
         let pos = out.len();
+        let descend = child.descend.then(|| rel.clone());
         out.push(IndexEntry {
-            path: rel.clone(),
-            meta: child.meta.clone(),
+            path: rel,
+            meta: child.meta,
             subtree_end: pos + 1,
             facts: OnceLock::new(),
         });
-        if child.descend {
+        if let Some(rel) = descend {
             let below = assemble(&rel, listings, out);
             if child.excluded && !below {
                 out.truncate(pos);

@@ -77,6 +77,12 @@ struct Executor<'p> {
     stats: CopyStats,
 }
 
+/// Where a new regular file's bytes come from.
+enum Content<'a> {
+    File(File),
+    Bytes(&'a [u8]),
+}
+
 /// Final metadata of one written object.
 struct Finish<'a> {
     uid: u32,
@@ -139,7 +145,7 @@ impl<'p> Executor<'p> {
                         .chmod
                         .as_ref()
                         .map_or(0o600, |c| c.apply(0o600, false));
-                    let mut source = File::open(host).map_err(io_err(host))?;
+                    let source = File::open(host).map_err(io_err(host))?;
                     let meta = Finish {
                         uid,
                         gid,
@@ -147,7 +153,7 @@ impl<'p> Executor<'p> {
                         xattrs: &[],
                         mtime: Some(fetched.last_modified.unwrap_or_else(super::now)),
                     };
-                    let n = self.write_file(&target, &mut source, &meta)?;
+                    let n = self.write_file(&target, Content::File(source), &meta)?;
                     self.stats.files += 1;
                     self.stats.bytes += n;
                 }
@@ -166,7 +172,7 @@ impl<'p> Executor<'p> {
                         xattrs: &[],
                         mtime: Some(*mtime),
                     };
-                    let n = self.write_file(&target, &mut body.as_bytes(), &meta)?;
+                    let n = self.write_file(&target, Content::Bytes(body.as_bytes()), &meta)?;
                     self.stats.files += 1;
                     self.stats.bytes += n;
                 }
@@ -390,7 +396,7 @@ impl<'p> Executor<'p> {
     fn write_file(
         &mut self,
         target: &Path,
-        content: &mut dyn io::Read,
+        content: Content<'_>,
         meta: &Finish<'_>,
     ) -> Result<u64, Error> {
         let host = self.host(target);
@@ -415,8 +421,13 @@ impl<'p> Executor<'p> {
             }
             Err(e) => return Err(io_err(&host)(e)),
         };
-        // io::copy uses copy_file_range between two files on Linux.
-        let n = io::copy(content, &mut out).map_err(io_err(&host))?;
+        let n = match content {
+            // Between two files io::copy uses copy_file_range (reflinks on
+            // file systems that share extents); the concrete types matter.
+            Content::File(mut source) => io::copy(&mut source, &mut out),
+            Content::Bytes(mut bytes) => io::copy(&mut bytes, &mut out),
+        }
+        .map_err(io_err(&host))?;
         finish_fd(&out, &host, meta)?;
         Ok(n)
     }
@@ -477,8 +488,8 @@ impl<'p> Executor<'p> {
                 xattrs: &item.xattrs,
                 mtime: Some(item.meta.mtime),
             };
-            let mut source = File::open(&item.host).map_err(io_err(&item.host))?;
-            let n = self.write_file(target, &mut source, &meta)?;
+            let source = File::open(&item.host).map_err(io_err(&item.host))?;
+            let n = self.write_file(target, Content::File(source), &meta)?;
             self.stats.files += 1;
             self.stats.bytes += n;
             self.written.insert((u, i), host);

@@ -329,12 +329,15 @@ fn now() -> Timestamp {
 /// `--checksum`) downloads URLs.
 pub fn plan(source: Source<'_>, op: &CopyOp) -> Result<CopyPlan, Error> {
     let instruction = op.kind.name();
+    // Only file sources need the tree (and, for the context, its walk).
+    let needs_tree = op.sources.iter().any(|s| !is_url(s) && !is_git(s));
     let tree = match source {
-        Source::Context(ctx) => Tree::Context {
+        Source::Context(ctx) if needs_tree => Some(Tree::Context {
             ctx,
             index: ctx.index()?,
-        },
-        Source::Rootfs(view) => Tree::Rootfs(view),
+        }),
+        Source::Rootfs(view) if needs_tree => Some(Tree::Rootfs(view)),
+        _ => None,
     };
     if op.keep_git_dir {
         return Err(Error::Unsupported {
@@ -390,10 +393,11 @@ pub fn plan(source: Source<'_>, op: &CopyOp) -> Result<CopyPlan, Error> {
                 source_path: src.clone(),
             });
         }
+        let tree = tree.as_ref().expect("file sources have a tree");
         if op.parents {
-            plan_parents(&mut plan, &tree, src, &exclude, instruction)?;
+            plan_parents(&mut plan, tree, src, &exclude, instruction)?;
         } else {
-            plan_source(&mut plan, &tree, src, &exclude, op.kind)?;
+            plan_source(&mut plan, tree, src, &exclude, op.kind)?;
         }
     }
     for heredoc in &op.heredocs {
@@ -410,7 +414,9 @@ pub fn plan(source: Source<'_>, op: &CopyOp) -> Result<CopyPlan, Error> {
         return Err(Error::DestinationNotDirectory { instruction });
     }
     link_hardlinks(&mut plan.units);
-    read_digests(&tree, &mut plan.units)?;
+    if let Some(tree) = &tree {
+        read_digests(tree, &mut plan.units)?;
+    }
     Ok(plan)
 }
 

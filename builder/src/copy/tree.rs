@@ -155,7 +155,8 @@ impl<'a> Tree<'a> {
     /// Walks the subtree under `root` (which is not included), keeping what
     /// `include` (when given) selects and `exclude` does not. Directories
     /// that are not selected themselves are kept when something below them is.
-    /// `visit` receives (path relative to root, node) in depth-first order.
+    /// Appends (path relative to root, node) to `out` in depth-first order;
+    /// returns whether anything was kept.
     pub fn walk_filtered(
         &self,
         root: &Node,
