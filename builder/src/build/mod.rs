@@ -290,7 +290,31 @@ pub fn build(
         ));
     }
 
-    let context = BuildContext::open(&request.context, ContextOptions::default())?;
+    // Content digests of context files are remembered between builds, keyed by
+    // (path, size, mtime, inode, ctime), so a no-op rebuild hashes nothing.
+    let context_key = Digest::of(
+        request
+            .context
+            .canonicalize()
+            .unwrap_or_else(|_| request.context.clone())
+            .as_os_str()
+            .as_encoded_bytes(),
+    );
+    let context = BuildContext::open(
+        &request.context,
+        ContextOptions {
+            dockerfile: match &request.dockerfile {
+                DockerfileSource::Path(path) => Some(path.clone()),
+                DockerfileSource::Inline { .. } => None,
+            },
+            stat_cache: Some(
+                store
+                    .root()
+                    .join("cache")
+                    .join(format!("context-{}.stat", &context_key.hex()[..16])),
+            ),
+        },
+    )?;
     let now = request
         .source_date_epoch
         .map(rfc3339)
@@ -354,6 +378,8 @@ pub fn build(
         .expect("target stage finished");
 
     let output = write_image(&shared, &final_state)?;
+    // Losing the stat cache only costs hashing next time.
+    let _ = shared.context.save_stat_cache();
     let (run, cached) = *shared.stats.lock().expect("stats lock");
     reporter.send(Event::BuildFinished {
         build: request.name.clone(),
