@@ -853,6 +853,27 @@ fn whiteouts_flatten_and_stack_as_overlay_lower_dirs() {
     let _mount = Overlay::mount(&[&l2, &l1], None, &merged);
     let seen: Vec<String> = snapshot(&merged).into_keys().collect();
     assert_eq!(seen, ["b", "d", "d/new"]);
+
+    // A layer that deletes `d` and makes it anew without an opaque marker (as other
+    // tools write it): flattened, the old content is gone; as a lower dir, `d` must
+    // come out opaque to say the same.
+    let mut tar = Vec::new();
+    raw_entry(&mut tar, ".wh.d", b'0', "", b"");
+    raw_entry(&mut tar, "d", b'5', "", b"");
+    raw_entry(&mut tar, "d/again", b'0', "", b"again");
+    let tar = finish_tar(tar);
+    let flat2 = dir.path().join("flat2");
+    layer::unpack_layer(&base_blob[..], &flat2, &ApplyOptions::flatten(None)).unwrap();
+    layer::apply_layer(&tar[..], &flat2, &ApplyOptions::flatten(None)).unwrap();
+    let got: Vec<String> = snapshot(&flat2).into_keys().collect();
+    assert_eq!(got, ["a", "b", "d", "d/again"]);
+    let l3 = dir.path().join("l3");
+    layer::unpack_layer(&tar[..], &l3, &ApplyOptions::overlay_lower_dir(None)).unwrap();
+    let merged3 = dir.path().join("merged3");
+    fs::create_dir(&merged3).unwrap();
+    let _mount3 = Overlay::mount(&[&l3, &l1], None, &merged3);
+    let seen: Vec<String> = snapshot(&merged3).into_keys().collect();
+    assert_eq!(seen, ["a", "b", "d", "d/again"]);
 }
 
 fn raw_entry(out: &mut Vec<u8>, name: &str, typeflag: u8, link: &str, data: &[u8]) {
