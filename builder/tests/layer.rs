@@ -575,6 +575,45 @@ fn gnu_tar_reads_long_names_and_xattrs() {
     assert_eq!(got[&long_leaf].content, want[&long_leaf].content);
 }
 
+#[test]
+fn unpacks_gnu_tar_archives_with_long_names_sparse_files_and_padding() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    rich_tree(&tree);
+    let tar_path = dir.path().join("gnu.tar");
+    // GNU format: `././@LongLink` names, old-style sparse entries, a `./` root entry and
+    // the archive padded to a 10 KiB record.
+    let status = Command::new("tar")
+        .args(["--format=gnu", "--sparse", "--numeric-owner", "-cf"])
+        .arg(&tar_path)
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = fs::read(&tar_path).unwrap();
+    assert_eq!(bytes.len() % 10240, 0);
+    let out = dir.path().join("out");
+    let report = layer::unpack_layer(
+        &bytes[..],
+        &out,
+        &ApplyOptions::flatten(Some(Digest::of(&bytes))),
+    )
+    .unwrap();
+    assert_eq!(report.uncompressed_size, bytes.len() as u64);
+    let strip = |mut tree: BTreeMap<String, Node>| {
+        // GNU format carries no xattrs.
+        tree.values_mut().for_each(|n| n.xattrs.clear());
+        tree
+    };
+    assert_eq!(strip(snapshot(&out)), strip(snapshot(&tree)));
+    assert_eq!(fs::metadata(&out).unwrap().mtime(), OLD);
+}
+
 /// An overlay mount that is unmounted when dropped.
 struct Overlay {
     merged: PathBuf,

@@ -136,7 +136,7 @@ pub struct ApplyReport {
     /// Tar entries processed (whiteouts included, PAX headers not).
     pub entries: u64,
     pub warnings: Vec<ApplyWarning>,
-    /// Warnings beyond the first [`MAX_WARNINGS`], counted only.
+    /// Warnings beyond the first 100, counted only.
     pub warnings_dropped: u64,
 }
 
