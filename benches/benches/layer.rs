@@ -205,6 +205,24 @@ fn main() {
     let gz = kiln(&tree, "kiln gzip -2 (default)", Compression::gzip(), input);
     let _ = kiln(&tree, "kiln gzip -3", Compression::Gzip { level: 3 }, input);
     let _ = kiln(&tree, "kiln gzip -6", Compression::Gzip { level: 6 }, input);
+    let _ = kiln(
+        &tree,
+        "kiln parallel gzip -1",
+        Compression::ParallelGzip { level: 1 },
+        input,
+    );
+    let _ = kiln(
+        &tree,
+        "kiln parallel gzip -2",
+        Compression::ParallelGzip { level: 2 },
+        input,
+    );
+    let _ = kiln(
+        &tree,
+        "kiln parallel gzip -6",
+        Compression::ParallelGzip { level: 6 },
+        input,
+    );
     let _ = kiln(&tree, "kiln zstd -3", Compression::zstd(), input);
     let _ = kiln(
         &tree,

@@ -348,6 +348,7 @@ fn same_tree_twice_gives_identical_digests_sorted_entries_and_no_names() {
     for compression in [
         Compression::gzip(),
         Compression::Gzip { level: 6 },
+        Compression::ParallelGzip { level: 2 },
         Compression::zstd(),
         Compression::Uncompressed,
     ] {
@@ -363,6 +364,20 @@ fn same_tree_twice_gives_identical_digests_sorted_entries_and_no_names() {
     let (gz, blob) = write(&tree, &epoch_options(Compression::gzip()));
     let (zs, _) = write(&tree, &epoch_options(Compression::zstd()));
     assert_eq!(gz.diff_id, zs.diff_id);
+    let (pgz, pgz_blob) = write(
+        &tree,
+        &epoch_options(Compression::ParallelGzip { level: 2 }),
+    );
+    assert_eq!(gz.diff_id, pgz.diff_id);
+    // Other gzip readers accept the parallel form.
+    let pgz_path = dir.path().join("parallel.tar.gz");
+    fs::write(&pgz_path, &pgz_blob).unwrap();
+    let check = Command::new("gzip")
+        .arg("-t")
+        .arg(&pgz_path)
+        .status()
+        .unwrap();
+    assert!(check.success(), "gzip -t rejects the parallel gzip blob");
     assert_eq!(
         gz.media_type.as_str(),
         "application/vnd.oci.image.layer.v1.tar+gzip"

@@ -35,6 +35,7 @@ mod apply;
 mod compress;
 mod diff;
 mod fsutil;
+mod pgzip;
 mod tarfmt;
 mod write;
 
@@ -83,8 +84,14 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 pub enum Compression {
     /// Plain tar: the blob digest equals the diffID.
     Uncompressed,
-    /// Single-stream gzip (flate2 with the zlib-rs backend) at a fixed level 0–9.
+    /// Single-stream gzip (flate2 with the zlib-rs backend) at a fixed level 0–9,
+    /// compressed on one thread while the tar is produced on another.
     Gzip { level: u32 },
+    /// gzip compressed on every core: 512 KiB blocks, each primed with the previous
+    /// block's last 32 KiB and ended by a sync flush (pigz's scheme), in one gzip member
+    /// any reader accepts. The bytes depend only on the input and the level, never on
+    /// the number of cores, but differ from [`Compression::Gzip`]'s.
+    ParallelGzip { level: u32 },
     /// zstd at a fixed level. `workers > 0` uses zstd's multithreaded mode; its output is
     /// the same for any worker count ≥ 1 but differs from single-threaded output, so the
     /// choice between 0 and ≥ 1 is part of the layer's identity. Needs the `zstd`
@@ -143,10 +150,15 @@ impl LayerMediaType {
     ) -> Result<LayerMediaType, Error> {
         Ok(match (format, compression) {
             (ManifestFormat::Oci, Compression::Uncompressed) => LayerMediaType::OciTar,
-            (ManifestFormat::Oci, Compression::Gzip { .. }) => LayerMediaType::OciTarGzip,
+            (ManifestFormat::Oci, Compression::Gzip { .. } | Compression::ParallelGzip { .. }) => {
+                LayerMediaType::OciTarGzip
+            }
             (ManifestFormat::Oci, Compression::Zstd { .. }) => LayerMediaType::OciTarZstd,
             (ManifestFormat::Docker, Compression::Uncompressed) => LayerMediaType::DockerTar,
-            (ManifestFormat::Docker, Compression::Gzip { .. }) => LayerMediaType::DockerTarGzip,
+            (
+                ManifestFormat::Docker,
+                Compression::Gzip { .. } | Compression::ParallelGzip { .. },
+            ) => LayerMediaType::DockerTarGzip,
             (ManifestFormat::Docker, Compression::Zstd { .. }) => {
                 return Err(Error::UnsupportedMediaType {
                     compression,
