@@ -14,7 +14,9 @@
 //! - The tar is hashed (diffID), compressed and hashed again (blob digest) in one
 //!   streaming pass: tar production and the diffID on the calling thread, compression
 //!   and the blob digest on a second thread, connected by a bounded channel of
-//!   buffers. Nothing is held in memory beyond a few buffers.
+//!   buffers. Nothing is held in memory beyond a few buffers. gzip (the default, at
+//!   [`DEFAULT_GZIP_LEVEL`]), a parallel gzip whose bytes do not depend on the core
+//!   count ([`Compression::ParallelGzip`]), zstd and plain tar are offered.
 //! - [`write_diff_layer`] is the fallback when overlayfs cannot be mounted: it compares
 //!   a base tree with a full copy of it after the step ([`copy_tree`] makes the copy)
 //!   and writes the layer the overlay path would have written.
@@ -24,9 +26,22 @@
 //!   are either applied ([`ApplyMode::Flatten`]) or recorded as overlay whiteouts for a
 //!   per-layer lower dir ([`ApplyMode::OverlayLowerDir`]), and the diffID is verified.
 //!
-//! Overlay note for the executor: mount with `redirect_dir=off,metacopy=off` (and
-//! `index=off`); redirects and metacopy-only files in an upper dir are not layer
-//! content and are not interpreted here.
+//! Notes for the callers:
+//! - executor: mount with `redirect_dir=off,metacopy=off` (and `index=off`); redirects
+//!   and metacopy-only files in an upper dir are not layer content and are not
+//!   interpreted here. Unmount (or at least stop the step) before writing the layer.
+//!   Mount points the executor created in the upper dir (`etc/resolv.conf`, ...) go in
+//!   [`WriteOptions::exclude`]. Rootless overlay (`userxattr`) marks opaque dirs with
+//!   `user.overlay.opaque`: both namespaces are read; unpack lower dirs for it with
+//!   [`OverlayXattrNamespace::User`].
+//! - store: a per-layer dir is unpacked as `.<name>.partial-*` beside its final path and
+//!   renamed in; a process killed mid-unpack can leave such a sibling behind, which is
+//!   safe to delete.
+//! - a per-layer lower dir holds only that layer's entries, so an entry whose parent is
+//!   a symlink from an *earlier* layer (not a Docker-written layer, which always names
+//!   real paths) lands under a real directory. Where that matters, apply the layer in
+//!   [`ApplyMode::Flatten`] onto the mounted overlay instead (as containerd does):
+//!   symlinks then resolve through the lower layers and deletions become whiteouts.
 //!
 //! Every operation returns an [`Error`] naming the path or entry it failed on; nothing
 //! is printed.
