@@ -109,6 +109,20 @@ fn generate(root: &Path, total_mb: u64) {
     }
 }
 
+/// CPU seconds used so far by this process (all threads) and by its waited-for
+/// children, from `/proc/self/stat` (clock ticks are 100 Hz on Linux).
+fn cpu_seconds() -> (f64, f64) {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime is field 14 overall.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<f64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    let at = |i: usize| fields.get(i - 3).copied().unwrap_or(0.0) / 100.0;
+    (at(14) + at(15), at(16) + at(17))
+}
+
 fn mb_per_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / secs
 }
@@ -119,10 +133,11 @@ fn kiln(tree: &Path, name: &str, compression: Compression, input: u64) -> Vec<u8
         source_date_epoch: Some(SourceDateEpoch(0)),
         ..Default::default()
     };
+    let (cpu_before, _) = cpu_seconds();
     let start = Instant::now();
     let (info, blob) = layer::write_layer(tree, &options, Vec::new()).unwrap();
     let secs = start.elapsed().as_secs_f64();
-    report(name, input, info.size, secs);
+    report(name, input, info.size, secs, cpu_seconds().0 - cpu_before);
     blob
 }
 
@@ -138,6 +153,7 @@ fn shell(tree: &Path, name: &str, compressor: &str, input: u64) {
         println!("{name:<34} skipped ({program} not installed)");
         return;
     }
+    let (_, cpu_before) = cpu_seconds();
     let start = Instant::now();
     let out = Command::new("sh")
         .args([
@@ -151,14 +167,15 @@ fn shell(tree: &Path, name: &str, compressor: &str, input: u64) {
         .trim()
         .parse()
         .unwrap_or(0);
-    report(name, input, size, secs);
+    report(name, input, size, secs, cpu_seconds().1 - cpu_before);
 }
 
-fn report(name: &str, input: u64, output: u64, secs: f64) {
+fn report(name: &str, input: u64, output: u64, secs: f64, cpu: f64) {
     println!(
-        "{name:<34} {:>7.1} MB/s  {:>6.2} s  ratio {:>5.3}",
+        "{name:<34} {:>7.1} MB/s  {:>6.2} s wall  {:>6.2} s cpu  ratio {:>5.3}",
         mb_per_s(input, secs),
         secs,
+        cpu,
         output as f64 / input as f64
     );
     let _ = io::stdout().flush();
@@ -202,7 +219,12 @@ fn main() {
         input,
     );
     let _ = kiln(&tree, "kiln gzip -1", Compression::Gzip { level: 1 }, input);
-    let gz = kiln(&tree, "kiln gzip -2 (default)", Compression::gzip(), input);
+    let _ = kiln(
+        &tree,
+        "kiln gzip -2",
+        Compression::single_stream_gzip(),
+        input,
+    );
     let _ = kiln(&tree, "kiln gzip -3", Compression::Gzip { level: 3 }, input);
     let _ = kiln(&tree, "kiln gzip -6", Compression::Gzip { level: 6 }, input);
     let _ = kiln(
@@ -211,10 +233,10 @@ fn main() {
         Compression::ParallelGzip { level: 1 },
         input,
     );
-    let _ = kiln(
+    let gz = kiln(
         &tree,
-        "kiln parallel gzip -2",
-        Compression::ParallelGzip { level: 2 },
+        "kiln parallel gzip -2 (default)",
+        Compression::gzip(),
         input,
     );
     let _ = kiln(
@@ -240,14 +262,17 @@ fn main() {
     shell(&tree, "tar | zstd -3", "zstd -3 -c", input);
 
     let dest: PathBuf = work.join("unpacked");
+    let (cpu_before, _) = cpu_seconds();
     let start = Instant::now();
     layer::unpack_layer(&gz[..], &dest, &ApplyOptions::overlay_lower_dir(None)).unwrap();
     let secs = start.elapsed().as_secs_f64();
-    report("kiln unpack gzip -2", input, gz.len() as u64, secs);
+    let cpu = cpu_seconds().0 - cpu_before;
+    report("kiln unpack gzip -2", input, gz.len() as u64, secs, cpu);
     let dest2 = work.join("unpacked-tar");
     fs::create_dir(&dest2).unwrap();
     let blob = work.join("layer.tar.gz");
     fs::write(&blob, &gz).unwrap();
+    let (_, cpu_before) = cpu_seconds();
     let start = Instant::now();
     let status = Command::new("tar")
         .arg("-xzf")
@@ -262,6 +287,7 @@ fn main() {
         input,
         gz.len() as u64,
         start.elapsed().as_secs_f64(),
+        cpu_seconds().1 - cpu_before,
     );
 
     fs::remove_dir_all(&work).unwrap();
