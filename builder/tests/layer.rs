@@ -347,7 +347,9 @@ fn same_tree_twice_gives_identical_digests_sorted_entries_and_no_names() {
     rich_tree(&tree);
     for compression in [
         Compression::gzip(),
+        Compression::single_stream_gzip(),
         Compression::Gzip { level: 6 },
+        Compression::ParallelGzip { level: 6 },
         Compression::zstd(),
         Compression::Uncompressed,
     ] {
@@ -363,6 +365,17 @@ fn same_tree_twice_gives_identical_digests_sorted_entries_and_no_names() {
     let (gz, blob) = write(&tree, &epoch_options(Compression::gzip()));
     let (zs, _) = write(&tree, &epoch_options(Compression::zstd()));
     assert_eq!(gz.diff_id, zs.diff_id);
+    let (single, _) = write(&tree, &epoch_options(Compression::single_stream_gzip()));
+    assert_eq!(gz.diff_id, single.diff_id);
+    // Other gzip readers accept the (default) parallel form.
+    let pgz_path = dir.path().join("parallel.tar.gz");
+    fs::write(&pgz_path, &blob).unwrap();
+    let check = Command::new("gzip")
+        .arg("-t")
+        .arg(&pgz_path)
+        .status()
+        .unwrap();
+    assert!(check.success(), "gzip -t rejects the parallel gzip blob");
     assert_eq!(
         gz.media_type.as_str(),
         "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -448,6 +461,10 @@ fn rich_tree_round_trips_through_write_and_unpack() {
     rich_tree(&tree);
     for (compression, mode) in [
         (Compression::gzip(), ApplyMode::Flatten),
+        (
+            Compression::single_stream_gzip(),
+            ApplyMode::OverlayLowerDir,
+        ),
         (Compression::zstd(), ApplyMode::OverlayLowerDir),
         (Compression::Uncompressed, ApplyMode::Flatten),
     ] {
@@ -573,6 +590,45 @@ fn gnu_tar_reads_long_names_and_xattrs() {
     assert_eq!(got["usr/bin/ping"].xattrs, want["usr/bin/ping"].xattrs);
     assert_eq!(got["etc/hostname"].xattrs, want["etc/hostname"].xattrs);
     assert_eq!(got[&long_leaf].content, want[&long_leaf].content);
+}
+
+#[test]
+fn unpacks_gnu_tar_archives_with_long_names_sparse_files_and_padding() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    rich_tree(&tree);
+    let tar_path = dir.path().join("gnu.tar");
+    // GNU format: `././@LongLink` names, old-style sparse entries, a `./` root entry and
+    // the archive padded to a 10 KiB record.
+    let status = Command::new("tar")
+        .args(["--format=gnu", "--sparse", "--numeric-owner", "-cf"])
+        .arg(&tar_path)
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = fs::read(&tar_path).unwrap();
+    assert_eq!(bytes.len() % 10240, 0);
+    let out = dir.path().join("out");
+    let report = layer::unpack_layer(
+        &bytes[..],
+        &out,
+        &ApplyOptions::flatten(Some(Digest::of(&bytes))),
+    )
+    .unwrap();
+    assert_eq!(report.uncompressed_size, bytes.len() as u64);
+    let strip = |mut tree: BTreeMap<String, Node>| {
+        // GNU format carries no xattrs.
+        tree.values_mut().for_each(|n| n.xattrs.clear());
+        tree
+    };
+    assert_eq!(strip(snapshot(&out)), strip(snapshot(&tree)));
+    assert_eq!(fs::metadata(&out).unwrap().mtime(), OLD);
 }
 
 /// An overlay mount that is unmounted when dropped.
@@ -853,6 +909,27 @@ fn whiteouts_flatten_and_stack_as_overlay_lower_dirs() {
     let _mount = Overlay::mount(&[&l2, &l1], None, &merged);
     let seen: Vec<String> = snapshot(&merged).into_keys().collect();
     assert_eq!(seen, ["b", "d", "d/new"]);
+
+    // A layer that deletes `d` and makes it anew without an opaque marker (as other
+    // tools write it): flattened, the old content is gone; as a lower dir, `d` must
+    // come out opaque to say the same.
+    let mut tar = Vec::new();
+    raw_entry(&mut tar, ".wh.d", b'0', "", b"");
+    raw_entry(&mut tar, "d", b'5', "", b"");
+    raw_entry(&mut tar, "d/again", b'0', "", b"again");
+    let tar = finish_tar(tar);
+    let flat2 = dir.path().join("flat2");
+    layer::unpack_layer(&base_blob[..], &flat2, &ApplyOptions::flatten(None)).unwrap();
+    layer::apply_layer(&tar[..], &flat2, &ApplyOptions::flatten(None)).unwrap();
+    let got: Vec<String> = snapshot(&flat2).into_keys().collect();
+    assert_eq!(got, ["a", "b", "d", "d/again"]);
+    let l3 = dir.path().join("l3");
+    layer::unpack_layer(&tar[..], &l3, &ApplyOptions::overlay_lower_dir(None)).unwrap();
+    let merged3 = dir.path().join("merged3");
+    fs::create_dir(&merged3).unwrap();
+    let _mount3 = Overlay::mount(&[&l3, &l1], None, &merged3);
+    let seen: Vec<String> = snapshot(&merged3).into_keys().collect();
+    assert_eq!(seen, ["a", "b", "d", "d/again"]);
 }
 
 fn raw_entry(out: &mut Vec<u8>, name: &str, typeflag: u8, link: &str, data: &[u8]) {

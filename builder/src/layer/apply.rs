@@ -136,7 +136,7 @@ pub struct ApplyReport {
     /// Tar entries processed (whiteouts included, PAX headers not).
     pub entries: u64,
     pub warnings: Vec<ApplyWarning>,
-    /// Warnings beyond the first [`MAX_WARNINGS`], counted only.
+    /// Warnings beyond the first 100, counted only.
     pub warnings_dropped: u64,
 }
 
@@ -396,7 +396,7 @@ impl<'a> Extractor<'a> {
                     kind: kind.as_byte() as char,
                 });
             }
-            self.own(self.root, None, &rel, &shown, &meta)?;
+            self.own(self.root, None, &shown, &meta)?;
             self.set_xattrs_fd(self.root, &shown, &meta.xattrs)?;
             self.defer_dir(&rel, &meta);
             return Ok(());
@@ -422,7 +422,7 @@ impl<'a> Extractor<'a> {
                 let mut file = File::from(fd);
                 self.copy_data(entry, &mut file, &shown)?;
                 let fd = file.as_fd();
-                self.own(fd, None, &rel, &shown, &meta)?;
+                self.own(fd, None, &shown, &meta)?;
                 rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))
                     .map_err(|e| extract(&shown, "chmod", e.into()))?;
                 self.set_xattrs_fd(fd, &shown, &meta.xattrs)?;
@@ -430,6 +430,10 @@ impl<'a> Extractor<'a> {
                     .map_err(|e| extract(&shown, "setting mtime", e.into()))?;
             }
             tar::EntryType::Directory => {
+                // A directory over this layer's own whiteout: "deleted, then made anew",
+                // which a lower dir can only say by being opaque.
+                let over_whiteout = self.mode == ApplyMode::OverlayLowerDir
+                    && fsutil::stat_at(pfd.as_fd(), &cname).is_ok_and(|m| m.is_whiteout_device());
                 let kept = self.clear_slot(pfd.as_fd(), &cname, true, &shown)?;
                 if !kept {
                     rustix::fs::mkdirat(pfd.as_fd(), &cname, Mode::from_raw_mode(0o700))
@@ -437,7 +441,10 @@ impl<'a> Extractor<'a> {
                 }
                 let dfd = fsutil::open_dir_at(pfd.as_fd(), &cname)
                     .map_err(|e| extract(&shown, "opening directory", e))?;
-                self.own(dfd.as_fd(), None, &rel, &shown, &meta)?;
+                if over_whiteout {
+                    self.mark_opaque(dfd.as_fd(), &shown)?;
+                }
+                self.own(dfd.as_fd(), None, &shown, &meta)?;
                 self.set_xattrs_fd(dfd.as_fd(), &shown, &meta.xattrs)?;
                 self.defer_dir(&rel, &meta);
             }
@@ -452,7 +459,7 @@ impl<'a> Extractor<'a> {
                     &cname,
                 )
                 .map_err(|e| extract(&shown, "creating symlink", e.into()))?;
-                self.finish_special(pfd.as_fd(), &cname, name, &rel, &shown, &meta, false)?;
+                self.finish_special(pfd.as_fd(), &cname, name, &shown, &meta, false)?;
             }
             tar::EntryType::Link => {
                 let raw_target = entry.link_name_bytes().unwrap_or_default().into_owned();
@@ -496,7 +503,7 @@ impl<'a> Extractor<'a> {
                     }
                     Err(e) => return Err(extract(&shown, "creating device node", e.into())),
                 }
-                self.finish_special(pfd.as_fd(), &cname, name, &rel, &shown, &meta, true)?;
+                self.finish_special(pfd.as_fd(), &cname, name, &shown, &meta, true)?;
             }
             other => {
                 return Err(Error::UnsupportedEntry {
@@ -510,18 +517,16 @@ impl<'a> Extractor<'a> {
     }
 
     /// Ownership, mode, xattrs and mtime of a symlink or special file, by name.
-    #[allow(clippy::too_many_arguments)]
     fn finish_special(
         &mut self,
         pfd: BorrowedFd<'_>,
         cname: &CStr,
         name: &[u8],
-        rel: &[u8],
         shown: &str,
         meta: &EntryMeta,
         chmod: bool,
     ) -> Result<(), Error> {
-        self.own(pfd, Some(cname), rel, shown, meta)?;
+        self.own(pfd, Some(cname), shown, meta)?;
         if chmod {
             rustix::fs::chmodat(pfd, cname, Mode::from_raw_mode(meta.mode), AtFlags::empty())
                 .map_err(|e| extract(shown, "chmod", e.into()))?;
@@ -617,7 +622,6 @@ impl<'a> Extractor<'a> {
         &mut self,
         fd: BorrowedFd<'_>,
         name: Option<&CStr>,
-        _rel: &[u8],
         shown: &str,
         meta: &EntryMeta,
     ) -> Result<(), Error> {
@@ -799,17 +803,19 @@ impl<'a> Extractor<'a> {
                     self.parent_cache = None;
                 }
             }
-            ApplyMode::OverlayLowerDir => {
-                rustix::fs::fsetxattr(
-                    dfd.as_fd(),
-                    self.overlay_xattrs.opaque_name(),
-                    b"y",
-                    XattrFlags::empty(),
-                )
-                .map_err(|e| extract(shown, "marking directory opaque", e.into()))?;
-            }
+            ApplyMode::OverlayLowerDir => self.mark_opaque(dfd.as_fd(), shown)?,
         }
         Ok(())
+    }
+
+    fn mark_opaque(&self, dir: BorrowedFd<'_>, shown: &str) -> Result<(), Error> {
+        rustix::fs::fsetxattr(
+            dir,
+            self.overlay_xattrs.opaque_name(),
+            b"y",
+            XattrFlags::empty(),
+        )
+        .map_err(|e| extract(shown, "marking directory opaque", e.into()))
     }
 
     fn invalidate_under(&mut self, rel: &[u8]) {

@@ -18,6 +18,7 @@ use std::thread;
 
 use flate2::GzBuilder;
 
+use super::pgzip::ParallelGzip;
 use super::{Compression, Error, LayerInfo, LayerMediaType};
 use crate::digest::{Digest, Hasher, HashingWriter};
 
@@ -120,7 +121,9 @@ where
 
 fn validate(compression: Compression) -> Result<(), Error> {
     match compression {
-        Compression::Gzip { level } if level > 9 => Err(Error::GzipLevel { level }),
+        Compression::Gzip { level } | Compression::ParallelGzip { level } if level > 9 => {
+            Err(Error::GzipLevel { level })
+        }
         #[cfg(not(feature = "zstd"))]
         Compression::Zstd { .. } => Err(Error::ZstdUnavailable),
         _ => Ok(()),
@@ -148,6 +151,7 @@ fn compress_worker<W: Write>(
 
 enum Encoder<W: Write> {
     Gzip(flate2::write::GzEncoder<W>),
+    ParallelGzip(ParallelGzip<W>),
     #[cfg(feature = "zstd")]
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
@@ -161,6 +165,12 @@ impl<W: Write> Encoder<W> {
                     .operating_system(GZIP_OS_UNKNOWN)
                     .write(inner, flate2::Compression::new(level)),
             )),
+            Compression::ParallelGzip { level } => {
+                let threads = thread::available_parallelism().map_or(1, |n| n.get());
+                Ok(Encoder::ParallelGzip(ParallelGzip::new(
+                    inner, level, threads,
+                )?))
+            }
             #[cfg(feature = "zstd")]
             Compression::Zstd { level, workers } => {
                 let mut enc = zstd::stream::write::Encoder::new(inner, level)?;
@@ -181,6 +191,7 @@ impl<W: Write> Encoder<W> {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Encoder::Gzip(e) => e.write_all(buf),
+            Encoder::ParallelGzip(e) => e.write_all(buf),
             #[cfg(feature = "zstd")]
             Encoder::Zstd(e) => e.write_all(buf),
         }
@@ -189,6 +200,7 @@ impl<W: Write> Encoder<W> {
     fn finish(self) -> io::Result<W> {
         match self {
             Encoder::Gzip(e) => e.finish(),
+            Encoder::ParallelGzip(e) => e.finish(),
             #[cfg(feature = "zstd")]
             Encoder::Zstd(e) => e.finish(),
         }
@@ -386,12 +398,14 @@ mod tests {
 
     #[test]
     fn gzip_header_has_no_name_and_no_mtime() {
-        let (_, blob) = roundtrip(Compression::gzip());
-        assert_eq!(&blob[0..3], &[0x1f, 0x8b, 8]);
-        assert_eq!(blob[3] & 0x08, 0, "FNAME flag set");
-        assert_eq!(blob[3], 0, "no optional header fields");
-        assert_eq!(&blob[4..8], &[0, 0, 0, 0], "mtime must be zero");
-        assert_eq!(blob[9], GZIP_OS_UNKNOWN);
+        for compression in [Compression::gzip(), Compression::single_stream_gzip()] {
+            let (_, blob) = roundtrip(compression);
+            assert_eq!(&blob[0..3], &[0x1f, 0x8b, 8]);
+            assert_eq!(blob[3] & 0x08, 0, "FNAME flag set");
+            assert_eq!(blob[3], 0, "no optional header fields");
+            assert_eq!(&blob[4..8], &[0, 0, 0, 0], "mtime must be zero");
+            assert_eq!(blob[9], GZIP_OS_UNKNOWN);
+        }
     }
 
     #[test]
@@ -428,7 +442,7 @@ mod tests {
                 Ok(())
             }
         }
-        let err = run(Compression::gzip(), Broken, |w| {
+        let err = run(Compression::single_stream_gzip(), Broken, |w| {
             for _ in 0..100 {
                 w.write_all(&[7u8; 100_000])
                     .map_err(|source| Error::Sink { source })?;

@@ -25,7 +25,8 @@
 //! Contract of [`copy_tree`]: copies a tree preserving types, contents, hardlinks, owners,
 //! modes, xattrs and nanosecond mtimes, never following symlinks; regular files are
 //! reflinked where the file system can, else copied in the kernel (`copy_file_range`).
-//! Device nodes that may not be created (no privilege) are skipped and counted.
+//! Device nodes, owners and xattrs the process may not create or set (no privilege)
+//! are skipped and counted in the [`CopyReport`]; other failures are errors.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
@@ -65,7 +66,12 @@ pub struct CopyReport {
     pub bytes: u64,
     /// Regular files shared by reflink instead of copied.
     pub reflinked: u64,
+    /// Device nodes not created (creating them needs privilege).
     pub devices_skipped: u64,
+    /// Objects whose owner could not be set (ids outside what the process may use).
+    pub owners_not_preserved: u64,
+    /// Xattrs that could not be set (a namespace the process may not write).
+    pub xattrs_not_preserved: u64,
     /// The file system's clock when the copy was complete (birth time of a probe
     /// file), for [`DiffOptions::replaced_after`]; `None` where birth times are not kept.
     pub finished_at: Option<FsTimestamp>,
@@ -473,7 +479,7 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<CopyReport, Error> {
             source,
         }
     })?;
-    apply_meta_fd(dst_fd.as_fd(), &root_meta, &xattrs).map_err(dst_err(dst))?;
+    apply_meta_fd(dst_fd.as_fd(), &root_meta, &xattrs, &mut copier.report).map_err(dst_err(dst))?;
     copier.report.finished_at = probe_now(dst_fd.as_fd()).map_err(dst_err(dst))?;
     Ok(copier.report)
 }
@@ -555,7 +561,7 @@ impl Copier<'_> {
                 let dfd = fsutil::open_dir_at(dst, name).map_err(write_err)?;
                 self.dir(sfd.as_fd(), dfd.as_fd(), rel)?;
                 let xattrs = fsutil::read_xattrs(XattrSource::Fd(sfd.as_fd())).map_err(read_err)?;
-                apply_meta_fd(dfd.as_fd(), &meta, &xattrs).map_err(write_err)?;
+                apply_meta_fd(dfd.as_fd(), &meta, &xattrs, &mut self.report).map_err(write_err)?;
             }
             FileType::RegularFile => {
                 let sfd = fsutil::open_file_at(src, name).map_err(read_err)?;
@@ -572,7 +578,7 @@ impl Copier<'_> {
                 .map_err(|e| write_err(e.into()))?;
                 self.contents(&sfd, &dfd, meta.size, &src_path, &dst_path)?;
                 let xattrs = fsutil::read_xattrs(XattrSource::Fd(sfd.as_fd())).map_err(read_err)?;
-                apply_meta_fd(dfd.as_fd(), &meta, &xattrs).map_err(write_err)?;
+                apply_meta_fd(dfd.as_fd(), &meta, &xattrs, &mut self.report).map_err(write_err)?;
             }
             FileType::Symlink
             | FileType::CharacterDevice
@@ -600,7 +606,7 @@ impl Copier<'_> {
                         Err(e) => return Err(write_err(e.into())),
                     }
                 }
-                apply_meta_at(dst, name, &meta, &xattrs).map_err(write_err)?;
+                apply_meta_at(dst, name, &meta, &xattrs, &mut self.report).map_err(write_err)?;
             }
             // Sockets are not copied: they are not content.
             _ => return Ok(()),
@@ -737,12 +743,23 @@ fn times(meta: &Meta) -> rustix::fs::Timestamps {
 }
 
 /// Owner, mode, xattrs (after chown, which clears file capabilities) and times, by fd.
-fn apply_meta_fd(fd: BorrowedFd<'_>, meta: &Meta, xattrs: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
+/// What the process may not set (foreign owners, privileged xattrs) is counted in
+/// `report`, not fatal: the copy is as faithful as the privilege allows.
+fn apply_meta_fd(
+    fd: BorrowedFd<'_>,
+    meta: &Meta,
+    xattrs: &[(Vec<u8>, Vec<u8>)],
+    report: &mut CopyReport,
+) -> io::Result<()> {
     let (uid, gid) = ids(meta);
-    rustix::fs::fchown(fd, uid, gid)?;
+    tolerate(
+        rustix::fs::fchown(fd, uid, gid),
+        &mut report.owners_not_preserved,
+    )?;
     rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))?;
     for (name, value) in xattrs {
-        rustix::fs::fsetxattr(fd, cstring(name)?.as_c_str(), value, XattrFlags::empty())?;
+        let set = rustix::fs::fsetxattr(fd, cstring(name)?.as_c_str(), value, XattrFlags::empty());
+        tolerate(set, &mut report.xattrs_not_preserved)?;
     }
     rustix::fs::futimens(fd, &times(meta))?;
     Ok(())
@@ -754,23 +771,38 @@ fn apply_meta_at(
     name: &CStr,
     meta: &Meta,
     xattrs: &[(Vec<u8>, Vec<u8>)],
+    report: &mut CopyReport,
 ) -> io::Result<()> {
     let (uid, gid) = ids(meta);
-    rustix::fs::chownat(dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+    let chown = rustix::fs::chownat(dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW);
+    tolerate(chown, &mut report.owners_not_preserved)?;
     if meta.file_type != FileType::Symlink {
         rustix::fs::chmodat(dir, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())?;
     }
     if !xattrs.is_empty() {
         let path = fsutil::proc_path(dir, name.to_bytes());
         for (xname, value) in xattrs {
-            rustix::fs::lsetxattr(
+            let set = rustix::fs::lsetxattr(
                 &path,
                 cstring(xname)?.as_c_str(),
                 value,
                 XattrFlags::empty(),
-            )?;
+            );
+            tolerate(set, &mut report.xattrs_not_preserved)?;
         }
     }
     rustix::fs::utimensat(dir, name, &times(meta), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
+}
+
+/// A permission error is counted; anything else fails the copy.
+fn tolerate(result: Result<(), Errno>, count: &mut u64) -> io::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(Errno::PERM | Errno::INVAL | Errno::NOTSUP | Errno::ACCESS) => {
+            *count += 1;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
