@@ -310,7 +310,9 @@ fn case_cancel_kills_and_leaves_no_mount() {
         worker.join().unwrap()
     });
     assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // The step sleeps 1000 s: returning at all shows it was killed. The bound is
+    // loose on purpose (a loaded 2-core CI machine); speed lives in benches.
+    assert!(started.elapsed() < Duration::from_secs(120));
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let temp = fixture.temp.path().to_str().unwrap();
     assert!(
@@ -717,7 +719,8 @@ fn setup_overhead_of_true() {
         "setup overhead ({:?}): `true` fastest {fastest:?}, median {median:?}",
         mode()
     );
-    assert!(median < Duration::from_millis(500), "{median:?}");
+    // A sanity bound against hangs only; the overhead itself is reported above.
+    assert!(median < Duration::from_secs(10), "{median:?}");
 
     // For scale: util-linux `unshare` with the same namespaces and a fresh /proc, no
     // rootfs, no /dev, no pivot_root.
