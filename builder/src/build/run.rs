@@ -1,0 +1,118 @@
+//! `RUN`: the executor over an overlay of the stage's snapshots.
+
+use super::*;
+
+pub(super) fn execute_run(
+    shared: &Shared<'_>,
+    state: &StageState,
+    step: &Step,
+    run: &dockerfile::RunStep,
+    location: &str,
+    build: &str,
+    number: usize,
+) -> Result<StepResult, Error> {
+    let exec_err = |source| Error::Executor {
+        location: location.to_owned(),
+        instruction: step.source.clone(),
+        source,
+    };
+    let mut lowers = ensure_snapshots(shared, &state.layers, location, &step.source)?;
+    let scratch = shared.snapshots.scratch_dir("run-")?;
+    let upper = scratch.path().join("upper");
+    let work = scratch.path().join("work");
+    let empty = scratch.path().join("empty");
+    for dir in [&upper, &work, &empty] {
+        std::fs::create_dir(dir).map_err(io_err(dir))?;
+    }
+    if lowers.is_empty() {
+        // overlayfs needs a lower dir; `FROM scratch` has none.
+        lowers.push(empty.clone());
+    }
+    let rootfs = executor::Rootfs::Overlay {
+        lowers,
+        upper: upper.clone(),
+        work,
+    };
+    let user = match state.config.config.user.as_deref() {
+        None | Some("") => executor::User::root(),
+        Some(spec) => executor::resolve_user(&rootfs, spec).map_err(exec_err)?,
+    };
+    let mut env: Vec<(String, String)> = step.env.clone();
+    for (k, v) in &shared.proxy_args {
+        if !env.iter().any(|(ek, _)| ek == k) {
+            env.push((k.clone(), v.clone()));
+        }
+    }
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        env.push(("HOME".into(), user.home.clone()));
+    }
+    let network = match (run.network, shared.request.network) {
+        (dockerfile::NetworkMode::None, _) | (_, NetworkMode::None) => executor::Network::None,
+        _ => executor::Network::Host,
+    };
+    let cwd = state
+        .config
+        .config
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    let spec = executor::RunSpec {
+        rootfs,
+        argv: command_vec(&state.config, &run.command),
+        env,
+        cwd: PathBuf::from(cwd),
+        user,
+        hostname: "kiln".into(),
+        network,
+        mounts: Vec::new(),
+        extra_hosts: Vec::new(),
+    };
+    let mut tail: Vec<String> = Vec::new();
+    let mut partial = Vec::new();
+    let reporter = shared.reporter;
+    let mut output = |_stream: executor::Stream, bytes: &[u8]| {
+        partial.extend_from_slice(bytes);
+        while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            if tail.len() == 20 {
+                tail.remove(0);
+            }
+            tail.push(line.clone());
+            reporter.send(Event::StepOutput {
+                build: build.to_owned(),
+                step: number,
+                line,
+            });
+        }
+    };
+    let outcome = executor::run(&spec, shared.cancel, &mut output).map_err(|e| match e {
+        executor::Error::Cancelled => Error::Cancelled,
+        other => exec_err(other),
+    })?;
+    if !partial.is_empty() {
+        let line = String::from_utf8_lossy(&partial).into_owned();
+        tail.push(line.clone());
+        shared.reporter.send(Event::StepOutput {
+            build: build.to_owned(),
+            step: number,
+            line,
+        });
+    }
+    if !outcome.status.success() {
+        return Err(Error::StepFailed {
+            location: location.to_owned(),
+            instruction: step.source.clone(),
+            status: outcome.status.to_string(),
+            output_tail: tail,
+        });
+    }
+    let layer = store_layer(shared, &upper, location, &step.source)?;
+    // The upper dir becomes the snapshot; keep it inside the scratch dir until
+    // the caller commits it under its chain ID.
+    let snapshot = shared.snapshots.scratch_dir("snap-")?;
+    std::fs::remove_dir(snapshot.path()).map_err(io_err(snapshot.path()))?;
+    std::fs::rename(&upper, snapshot.path()).map_err(io_err(&upper))?;
+    Ok((Some(snapshot), layer))
+}

@@ -1,0 +1,340 @@
+//! One step: its cache key, a cache hit, or running it and recording the result.
+
+use super::*;
+
+pub(super) fn run_step(
+    shared: &Shared<'_>,
+    label: &str,
+    step: &Step,
+    state: &mut StageState,
+) -> Result<(), Error> {
+    let location = step.location.to_string();
+    let workdir = state.config.config.working_dir.clone().unwrap_or_default();
+    let mut key = KeyBuilder::new("step");
+    key.part(&state.key.to_string());
+    key.part(&format!("{:?}", step.instruction));
+    for (k, v) in &step.args {
+        key.part(k).part(v);
+    }
+    key.part(&workdir);
+    key.part(state.config.config.user.as_deref().unwrap_or(""));
+
+    if apply_meta(&mut state.config, &step.instruction, &workdir) {
+        state.key = key.finish();
+        state.config.history.push(History {
+            created: Some(shared.now.clone()),
+            created_by: Some(step.source.clone()),
+            comment: Some("kiln".into()),
+            empty_layer: true,
+            ..Default::default()
+        });
+        return Ok(());
+    }
+
+    let number = next_step_number(shared);
+    let build = shared.request.name.clone();
+    shared.reporter.send(Event::StepStarted {
+        build: build.clone(),
+        step: number,
+        stage: label.to_owned(),
+        instruction: step.source.lines().next().unwrap_or("").to_owned(),
+        location: location.clone(),
+    });
+    let started = Instant::now();
+
+    // Work out the step's inputs (and for COPY/ADD, its plan) before the cache.
+    let mut copy_plan = None;
+    match &step.instruction {
+        ResolvedInstruction::Run(run) => {
+            if !run.mounts.is_empty() {
+                return Err(Error::Unsupported {
+                    location,
+                    what: "RUN --mount".into(),
+                });
+            }
+            if !run.heredocs.is_empty() {
+                return Err(Error::Unsupported {
+                    location,
+                    what: "RUN with a heredoc".into(),
+                });
+            }
+            if matches!(run.security, dockerfile::SecurityMode::Insecure) {
+                return Err(Error::Unsupported {
+                    location,
+                    what: "RUN --security=insecure".into(),
+                });
+            }
+            for (k, v) in &step.env {
+                key.part(k).part(v);
+            }
+            key.part(&format!("{:?}", run.network));
+            key.part(&format!("{:?}", shared.request.network));
+        }
+        ResolvedInstruction::Copy(c) => {
+            let op = copy::CopyOp {
+                kind: copy::CopyKind::Copy,
+                sources: c.sources.clone(),
+                heredocs: copy_heredocs(&c.heredocs),
+                dest: c.dest.clone(),
+                workdir: copy_workdir(&workdir),
+                chown: c.chown.clone(),
+                chmod: chmod_of(&c.chmod, &location)?,
+                exclude: c.exclude.clone(),
+                parents: c.parents,
+                link: c.link,
+                checksum: None,
+                keep_git_dir: false,
+            };
+            let from_view;
+            let source = match &c.from {
+                None => copy::Source::Context(&shared.context),
+                Some(StageOrImage::Stage(index)) => {
+                    let from = wait_for(shared, *index, label)?;
+                    from_view = rootfs_view(shared, &from.layers, &location, &step.source)?;
+                    key.part(&format!("from-stage {}", from.key));
+                    copy::Source::Rootfs(&from_view)
+                }
+                Some(StageOrImage::Image(reference)) => {
+                    let info = &shared.images[reference];
+                    from_view = rootfs_view(shared, &info.layers, &location, &step.source)?;
+                    key.part(&format!("from-image {}", info.manifest_digest));
+                    copy::Source::Rootfs(&from_view)
+                }
+            };
+            let plan = copy::plan(source, &op).map_err(|source| Error::Copy {
+                location: location.clone(),
+                instruction: step.source.clone(),
+                source,
+            })?;
+            key.part(&copy::cache_digest(&plan).to_string());
+            copy_plan = Some((plan, c.link));
+        }
+        ResolvedInstruction::Add(a) => {
+            let checksum = match &a.checksum {
+                None => None,
+                Some(c) => Some(c.parse::<Digest>().map_err(|_| Error::Unsupported {
+                    location: location.clone(),
+                    what: format!("ADD --checksum={c} (only sha256 checksums)"),
+                })?),
+            };
+            let op = copy::CopyOp {
+                kind: copy::CopyKind::Add,
+                sources: a.sources.clone(),
+                heredocs: copy_heredocs(&a.heredocs),
+                dest: a.dest.clone(),
+                workdir: copy_workdir(&workdir),
+                chown: a.chown.clone(),
+                chmod: chmod_of(&a.chmod, &location)?,
+                exclude: a.exclude.clone(),
+                parents: false,
+                link: a.link,
+                checksum,
+                keep_git_dir: a.keep_git_dir,
+            };
+            let plan =
+                copy::plan(copy::Source::Context(&shared.context), &op).map_err(|source| {
+                    Error::Copy {
+                        location: location.clone(),
+                        instruction: step.source.clone(),
+                        source,
+                    }
+                })?;
+            key.part(&copy::cache_digest(&plan).to_string());
+            copy_plan = Some((plan, a.link));
+        }
+        _ => unreachable!("metadata instructions were handled above"),
+    }
+    let key = key.finish();
+
+    if !shared.request.no_cache
+        && let Some(record) = shared.cache.get(shared.store, &key)
+    {
+        {
+            apply_record(state, &record, step);
+            state.key = key;
+            shared.stats.lock().expect("stats lock").1 += 1;
+            shared.reporter.send(Event::StepCached {
+                build: build.clone(),
+                step: number,
+            });
+            shared.reporter.send(Event::StepFinished {
+                build,
+                step: number,
+                cached: true,
+                duration_ms: started.elapsed().as_millis() as u64,
+                bytes_written: 0,
+            });
+            return Ok(());
+        }
+    }
+
+    let result = match &step.instruction {
+        ResolvedInstruction::Run(run) => {
+            execute_run(shared, state, step, run, &location, &build, number)
+        }
+        _ => {
+            let (plan, link) = copy_plan.expect("copy plan made above");
+            execute_copy(shared, state, step, &plan, link, &location)
+        }
+    };
+    let (layer_dir, layer) = match result {
+        Ok(done) => done,
+        Err(error) => {
+            shared.reporter.send(Event::StepFailed {
+                build: build.clone(),
+                step: number,
+                error: error.to_string(),
+            });
+            return Err(error);
+        }
+    };
+    let bytes_written = layer.as_ref().map_or(0, |l| l.size);
+    let record = Record {
+        layer: layer.as_ref().map(|l| CachedLayer {
+            digest: l.digest.clone(),
+            diff_id: l.diff_id.clone(),
+            size: l.size,
+            media_type: l.media_type.clone(),
+        }),
+        created: shared.now.clone(),
+    };
+    if let (Some(layer), Some(dir)) = (&layer, &layer_dir) {
+        let mut diff_ids: Vec<Digest> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+        diff_ids.push(layer.diff_id.clone());
+        let chain = chain_ids(&diff_ids).pop().expect("at least one layer");
+        shared.snapshots.commit(&chain, dir.path())?;
+    }
+    shared.cache.put(&key, &record)?;
+    apply_record(state, &record, step);
+    state.key = key;
+    shared.stats.lock().expect("stats lock").0 += 1;
+    shared.reporter.send(Event::StepFinished {
+        build,
+        step: number,
+        cached: false,
+        duration_ms: started.elapsed().as_millis() as u64,
+        bytes_written,
+    });
+    Ok(())
+}
+
+pub(super) fn copy_heredocs(heredocs: &[dockerfile::HeredocSource]) -> Vec<copy::Heredoc> {
+    heredocs
+        .iter()
+        .map(|h| copy::Heredoc {
+            name: h.name.clone(),
+            body: h.content.clone(),
+        })
+        .collect()
+}
+
+pub(super) fn copy_workdir(workdir: &str) -> String {
+    if workdir.is_empty() {
+        "/".into()
+    } else {
+        workdir.to_owned()
+    }
+}
+
+/// The frontend's typed `--chmod`, as text the copier parses.
+pub(super) fn chmod_text(chmod: &dockerfile::Chmod) -> String {
+    match chmod {
+        dockerfile::Chmod::Octal(mode) => format!("{mode:04o}"),
+        dockerfile::Chmod::Symbolic(clauses) => clauses
+            .iter()
+            .map(|c| {
+                let mut who = String::new();
+                for (bits, letter) in [(0o700, 'u'), (0o070, 'g'), (0o007, 'o')] {
+                    if c.who & bits != 0 {
+                        who.push(letter);
+                    }
+                }
+                let op = match c.op {
+                    dockerfile::ChmodOp::Add => '+',
+                    dockerfile::ChmodOp::Remove => '-',
+                    dockerfile::ChmodOp::Set => '=',
+                };
+                let p = &c.perms;
+                let mut perms = String::new();
+                for (on, letter) in [
+                    (p.read, 'r'),
+                    (p.write, 'w'),
+                    (p.execute, 'x'),
+                    (p.execute_if_any, 'X'),
+                    (p.set_id, 's'),
+                    (p.sticky, 't'),
+                ] {
+                    if on {
+                        perms.push(letter);
+                    }
+                }
+                format!("{who}{op}{perms}")
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+pub(super) fn chmod_of(
+    chmod: &Option<dockerfile::Chmod>,
+    location: &str,
+) -> Result<Option<copy::Chmod>, Error> {
+    match chmod {
+        None => Ok(None),
+        Some(c) => {
+            let text = chmod_text(c);
+            text.parse::<copy::Chmod>()
+                .map(Some)
+                .map_err(|_| Error::Unsupported {
+                    location: location.to_owned(),
+                    what: format!("--chmod={text}"),
+                })
+        }
+    }
+}
+
+pub(super) fn apply_record(state: &mut StageState, record: &Record, step: &Step) {
+    if let Some(layer) = &record.layer {
+        state.layers.push(LayerRef {
+            digest: layer.digest.clone(),
+            diff_id: layer.diff_id.clone(),
+            size: layer.size,
+            media_type: layer.media_type.clone(),
+        });
+        state.config.rootfs.diff_ids.push(layer.diff_id.clone());
+    }
+    state.config.history.push(History {
+        created: Some(record.created.clone()),
+        created_by: Some(step.source.clone()),
+        comment: Some("kiln".into()),
+        empty_layer: record.layer.is_none(),
+        ..Default::default()
+    });
+    state.created = Some(record.created.clone());
+}
+
+pub(super) type StepResult = (Option<tempfile::TempDir>, Option<LayerRef>);
+
+pub(super) fn execute_copy(
+    shared: &Shared<'_>,
+    state: &StageState,
+    step: &Step,
+    plan: &copy::CopyPlan,
+    link: bool,
+    location: &str,
+) -> Result<StepResult, Error> {
+    let scratch = shared.snapshots.scratch_dir("copy-")?;
+    let dest = rootfs_view(shared, &state.layers, location, &step.source)?;
+    let copy_err = |source| Error::Copy {
+        location: location.to_owned(),
+        instruction: step.source.clone(),
+        source,
+    };
+    if link {
+        copy::execute_linked(plan, &dest, scratch.path()).map_err(copy_err)?;
+    } else {
+        copy::execute(plan, &dest, scratch.path()).map_err(copy_err)?;
+    }
+    let layer = store_layer(shared, scratch.path(), location, &step.source)?;
+    Ok((Some(scratch), layer))
+}
