@@ -77,6 +77,10 @@ pub struct BuildRequest {
     pub insecure_registries: Vec<String>,
     /// Write a CycloneDX SBOM while building.
     pub sbom: bool,
+    /// Where to import cache from: buildx-style specs (`type=registry,ref=…`).
+    pub cache_from: Vec<String>,
+    /// Where to export cache to: buildx-style specs (`type=registry,ref=…,mode=max`).
+    pub cache_to: Vec<String>,
 }
 
 impl BuildRequest {
@@ -101,6 +105,8 @@ impl BuildRequest {
             extra_contexts: BTreeMap::new(),
             insecure_registries: Vec::new(),
             sbom: true,
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
         }
     }
 }
