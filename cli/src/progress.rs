@@ -69,17 +69,27 @@ fn prefix(build: &str, step: usize) -> String {
     }
 }
 
+/// ` name`, or nothing for a build without a name (a lone `kiln build`).
+fn spaced(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!(" {name}")
+    }
+}
+
 fn plain_line(timed: &Timed, start: &Mutex<BTreeMap<(String, usize), u64>>) -> Option<String> {
     Some(match &timed.event {
         Event::Notice { message } => message.clone(),
         Event::Warning { message } => format!("warning: {message}"),
-        Event::BuildStarted { build } => format!("building {build}"),
+        Event::BuildStarted { build } => format!("building{}", spaced(build)),
         Event::BuildFinished {
             build,
             digest,
             duration_ms,
         } => format!(
-            "built {build} {} in {:.1}s",
+            "built{} {} in {:.1}s",
+            spaced(build),
             digest.as_deref().unwrap_or("-"),
             *duration_ms as f64 / 1000.0
         ),

@@ -1,18 +1,82 @@
 //! End-to-end `kiln build` runs of the real binary, on the busybox base made
 //! from Debian's busybox-static, with a fresh store per test.
+//!
+//! Every case runs twice: as root (`as_root::…`) and as the unprivileged
+//! `kilntest` user that `scripts/setup.sh` creates with subuid/subgid ranges
+//! (`rootless::…`), where kiln maps ids with newuidmap/newgidmap itself.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use kiln_builder::store::Store;
 
-struct Env {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    context: PathBuf,
+/// Who runs kiln.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum User {
+    Root,
+    /// The `kilntest` user, without privilege.
+    Rootless,
 }
 
-fn setup(dockerfile: &str, files: &[(&str, &str)]) -> Env {
+const ROOTLESS_USER: &str = "kilntest";
+
+/// Why the rootless variant cannot run here, if it cannot.
+fn rootless_unavailable() -> Option<String> {
+    if !running_as_root() {
+        return Some("the tests do not run as root, so they cannot switch users".into());
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    if !passwd
+        .lines()
+        .any(|l| l.starts_with(&format!("{ROOTLESS_USER}:")))
+    {
+        return Some(format!(
+            "no user {ROOTLESS_USER} (scripts/setup.sh creates it)"
+        ));
+    }
+    None
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        .unwrap_or(false)
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+    context: PathBuf,
+    user: User,
+}
+
+impl Env {
+    /// Writes a file into the context (the rootless user can read it).
+    fn write(&self, path: &str, content: &str) {
+        let path = self.context.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+        self.give_away();
+    }
+
+    /// Makes everything in the test's directory the rootless user's.
+    fn give_away(&self) {
+        if self.user == User::Rootless {
+            let status = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{ROOTLESS_USER}:{ROOTLESS_USER}"))
+                .arg(self.dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+}
+
+fn setup_as(user: User, dockerfile: &str, files: &[(&str, &str)]) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("store");
     let store = Store::open(&home).unwrap();
@@ -28,29 +92,54 @@ fn setup(dockerfile: &str, files: &[(&str, &str)]) -> Env {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content).unwrap();
     }
-    Env {
-        _dir: dir,
+    let env = Env {
+        dir,
         home,
         context,
-    }
+        user,
+    };
+    env.give_away();
+    env
 }
 
-fn kiln(env: &Env, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
+fn kiln_with(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let binary = env!("CARGO_BIN_EXE_kiln");
+    let mut command = match env.user {
+        User::Root => Command::new(binary),
+        User::Rootless => {
+            let mut c = Command::new("setpriv");
+            c.args([
+                &format!("--reuid={ROOTLESS_USER}"),
+                &format!("--regid={ROOTLESS_USER}"),
+                "--init-groups",
+                binary,
+            ]);
+            c.env("HOME", env.dir.path());
+            c
+        }
+    };
+    command
         .args(args)
         .env("KILN_HOME", &env.home)
         .env_remove("SOURCE_DATE_EPOCH")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
+        .env_remove("KILN_SNAPSHOTTER")
+        .env("NO_COLOR", "1");
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    command.output().unwrap()
 }
 
 fn build(env: &Env, extra: &[&str]) -> Output {
+    build_with(env, extra, &[])
+}
+
+fn build_with(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Output {
     let mut args = vec!["build", "--progress", "json"];
     args.extend_from_slice(extra);
     let ctx = env.context.to_str().unwrap().to_owned();
     args.push(&ctx);
-    kiln(env, &args)
+    kiln_with(env, &args, vars)
 }
 
 fn stderr(out: &Output) -> String {
@@ -61,6 +150,14 @@ fn events(out: &Output) -> Vec<serde_json::Value> {
     stderr(out)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn cached_flags(out: &Output) -> Vec<bool> {
+    events(out)
+        .into_iter()
+        .filter(|e| e["event"] == "step_finished")
+        .map(|e| e["cached"].as_bool().unwrap())
         .collect()
 }
 
@@ -81,14 +178,19 @@ fn unpack(env: &Env, name: &str) -> PathBuf {
     bundle.join("rootfs")
 }
 
-fn config_of(env: &Env, name: &str) -> serde_json::Value {
+fn manifest_of(env: &Env, name: &str) -> serde_json::Value {
     let store = Store::open(&env.home).unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(
+    serde_json::from_slice(
         &store
             .read_blob(&store.resolve(name).unwrap().digest)
             .unwrap(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn config_of(env: &Env, name: &str) -> serde_json::Value {
+    let store = Store::open(&env.home).unwrap();
+    let manifest = manifest_of(env, name);
     let digest = manifest["config"]["digest"]
         .as_str()
         .unwrap()
@@ -97,9 +199,67 @@ fn config_of(env: &Env, name: &str) -> serde_json::Value {
     serde_json::from_slice(&store.read_blob(&digest).unwrap()).unwrap()
 }
 
-#[test]
-fn multi_stage_build_runs_copies_and_configures() {
-    let env = setup(
+/// The entries of the image's layer `index` as `tar -tvzf` lists them (a real tool).
+fn layer_listing(env: &Env, name: &str, index: usize) -> Vec<String> {
+    let manifest = manifest_of(env, name);
+    let digest = manifest["layers"][index]["digest"].as_str().unwrap();
+    let blob = env
+        .home
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let out = Command::new("tar")
+        .args(["--numeric-owner", "-tvzf"])
+        .arg(&blob)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Declares each case as a test as root and as a test as the rootless user.
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        mod as_root {
+            $(#[test]
+            fn $name() {
+                super::$name(super::User::Root);
+            })*
+        }
+        mod rootless {
+            $(#[test]
+            fn $name() {
+                if let Some(why) = super::rootless_unavailable() {
+                    eprintln!("skipping the rootless run: {why}");
+                    return;
+                }
+                super::$name(super::User::Rootless);
+            })*
+        }
+    };
+}
+
+cases!(
+    multi_stage_build_runs_copies_and_configures,
+    a_no_op_rebuild_runs_nothing_and_gives_the_same_digest,
+    a_failing_run_reports_status_and_location_and_keeps_the_store_consistent,
+    source_date_epoch_gives_reproducible_digests,
+    bad_dockerfile_is_a_located_error_with_exit_1,
+    outputs_are_read_by_real_tools,
+    the_store_is_a_valid_oci_layout_after_a_build,
+    run_changes_become_whiteouts_opaque_dirs_links_and_owners,
+    overlay_and_copy_modes_give_the_same_image,
+    target_dockerignore_chown_and_add_of_a_tar,
+    onbuild_triggers_of_a_base_run_in_the_child,
+    config_records_shell_volume_entrypoint_and_expansion,
+);
+
+fn multi_stage_build_runs_copies_and_configures(user: User) {
+    let env = setup_as(
+        user,
         "ARG GREETING=hello\n\
          FROM busybox AS builder\n\
          ARG GREETING\n\
@@ -152,9 +312,9 @@ fn multi_stage_build_runs_copies_and_configures() {
     );
 }
 
-#[test]
-fn a_no_op_rebuild_runs_nothing_and_gives_the_same_digest() {
-    let env = setup(
+fn a_no_op_rebuild_runs_nothing_and_gives_the_same_digest(user: User) {
+    let env = setup_as(
+        user,
         "FROM busybox\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\nCOPY c.txt /c.txt\nRUN cat /c.txt > /d.txt\n",
         &[("a.txt", "a\n"), ("c.txt", "c\n")],
     );
@@ -171,20 +331,15 @@ fn a_no_op_rebuild_runs_nothing_and_gives_the_same_digest() {
     assert!(finished.iter().all(|e| e["cached"] == true), "{finished:?}");
 
     // Changing one file reruns only the steps after it.
-    std::fs::write(env.context.join("c.txt"), "changed\n").unwrap();
+    env.write("c.txt", "changed\n");
     let third = build(&env, &["-t", "x"]);
     assert!(third.status.success(), "{}", stderr(&third));
-    let cached: Vec<bool> = events(&third)
-        .into_iter()
-        .filter(|e| e["event"] == "step_finished")
-        .map(|e| e["cached"].as_bool().unwrap())
-        .collect();
-    assert_eq!(cached, vec![true, true, false, false]);
+    assert_eq!(cached_flags(&third), vec![true, true, false, false]);
 }
 
-#[test]
-fn a_failing_run_reports_status_and_location_and_keeps_the_store_consistent() {
-    let env = setup(
+fn a_failing_run_reports_status_and_location_and_keeps_the_store_consistent(user: User) {
+    let env = setup_as(
+        user,
         "FROM busybox\nRUN echo first > /first\nRUN echo oops && exit 3\n",
         &[],
     );
@@ -198,25 +353,19 @@ fn a_failing_run_reports_status_and_location_and_keeps_the_store_consistent() {
     assert!(store.images().is_ok());
     assert_eq!(std::fs::read_dir(env.home.join("tmp")).unwrap().count(), 0);
     // The step before the failure is reused by the next build.
-    std::fs::write(
-        env.context.join("Dockerfile"),
+    env.write(
+        "Dockerfile",
         "FROM busybox\nRUN echo first > /first\nRUN echo fixed\n",
-    )
-    .unwrap();
+    );
     let again = build(&env, &[]);
     assert!(again.status.success(), "{}", stderr(&again));
-    let cached: Vec<bool> = events(&again)
-        .into_iter()
-        .filter(|e| e["event"] == "step_finished")
-        .map(|e| e["cached"].as_bool().unwrap())
-        .collect();
-    assert_eq!(cached, vec![true, false]);
+    assert_eq!(cached_flags(&again), vec![true, false]);
 }
 
-#[test]
-fn source_date_epoch_gives_reproducible_digests() {
+fn source_date_epoch_gives_reproducible_digests(user: User) {
     let make = || {
-        let env = setup(
+        let env = setup_as(
+            user,
             "FROM busybox\nCOPY f.txt /f.txt\nRUN echo hi > /hi && chown 1000:65534 /hi\n",
             &[("f.txt", "f\n")],
         );
@@ -237,9 +386,8 @@ fn source_date_epoch_gives_reproducible_digests() {
     assert_eq!((meta.uid(), meta.gid()), (1000, 65534));
 }
 
-#[test]
-fn bad_dockerfile_is_a_located_error_with_exit_1() {
-    let env = setup("FROM busybox\nCOPY --chwon=1 a /a\n", &[]);
+fn bad_dockerfile_is_a_located_error_with_exit_1(user: User) {
+    let env = setup_as(user, "FROM busybox\nCOPY --chwon=1 a /a\n", &[]);
     let out = build(&env, &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -247,9 +395,8 @@ fn bad_dockerfile_is_a_located_error_with_exit_1() {
     assert!(err.contains("--chown"), "suggests the right flag: {err}");
 }
 
-#[test]
-fn outputs_are_read_by_real_tools() {
-    let env = setup("FROM busybox\nRUN echo x > /x\n", &[]);
+fn outputs_are_read_by_real_tools(user: User) {
+    let env = setup_as(user, "FROM busybox\nRUN echo x > /x\n", &[]);
     let dir = env.home.parent().unwrap().to_path_buf();
     let oci_dir = dir.join("layout");
     let oci_tar = dir.join("image.tar");
@@ -293,9 +440,9 @@ fn outputs_are_read_by_real_tools() {
     let _ = Path::new(&oci_dir);
 }
 
-#[test]
-fn the_store_is_a_valid_oci_layout_after_a_build() {
-    let env = setup(
+fn the_store_is_a_valid_oci_layout_after_a_build(user: User) {
+    let env = setup_as(
+        user,
         "FROM busybox\nRUN echo x > /x\nCMD [\"cat\", \"/x\"]\n",
         &[],
     );
@@ -325,5 +472,239 @@ fn the_store_is_a_valid_oci_layout_after_a_build() {
         inspect.status.success(),
         "{}",
         String::from_utf8_lossy(&inspect.stderr)
+    );
+}
+
+fn run_changes_become_whiteouts_opaque_dirs_links_and_owners(user: User) {
+    let env = setup_as(
+        user,
+        "FROM busybox\n\
+         RUN mkdir -p /data/old && echo x > /data/old/f && echo keep > /data/keep\n\
+         RUN rm /bin/vi && rm -rf /data/old && mkdir /data/old && echo new > /data/old/g \
+             && echo x > /h1 && ln /h1 /h2 && ln -s /h1 /sym && chmod 4755 /h1 \
+             && chown 1000:65534 /data/old/g && chown 65534:65534 /data/keep\n",
+        &[],
+    );
+    let out = build(&env, &["-t", "diff:1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Layers: busybox, first RUN, second RUN.
+    let listing = layer_listing(&env, "diff:1", 2);
+    let has = |suffix: &str| listing.iter().any(|l| l.ends_with(suffix));
+    assert!(
+        has("bin/.wh.vi"),
+        "deleted file as a whiteout: {listing:#?}"
+    );
+    assert!(
+        has("data/old/.wh..wh..opq"),
+        "replaced dir is opaque: {listing:#?}"
+    );
+    assert!(
+        !has("data/old/f"),
+        "the old content is not repeated: {listing:#?}"
+    );
+    assert!(
+        listing
+            .iter()
+            .any(|l| l.starts_with("hrw") || l.contains("h2 link to h1")),
+        "a hardlink entry: {listing:#?}"
+    );
+    assert!(
+        listing.iter().any(|l| l.contains("sym -> /h1")),
+        "{listing:#?}"
+    );
+    assert!(
+        listing
+            .iter()
+            .any(|l| l.starts_with("-rwsr-xr-x") && l.ends_with(" h1")),
+        "setuid kept: {listing:#?}"
+    );
+    assert!(
+        listing
+            .iter()
+            .any(|l| l.contains(" 1000/65534 ") && l.ends_with("data/old/g")),
+        "owners as numeric ids: {listing:#?}"
+    );
+
+    let rootfs = unpack(&env, "diff:1");
+    use std::os::unix::fs::MetadataExt;
+    assert!(rootfs.join("bin/vi").symlink_metadata().is_err());
+    assert!(!rootfs.join("data/old/f").exists());
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("data/old/g")).unwrap(),
+        "new\n"
+    );
+    let h1 = std::fs::metadata(rootfs.join("h1")).unwrap();
+    let h2 = std::fs::metadata(rootfs.join("h2")).unwrap();
+    assert_eq!(h1.ino(), h2.ino(), "h1 and h2 are one file");
+    assert_eq!(h1.mode() & 0o7777, 0o4755);
+    assert_eq!(
+        std::fs::read_link(rootfs.join("sym")).unwrap(),
+        Path::new("/h1")
+    );
+    let keep = std::fs::metadata(rootfs.join("data/keep")).unwrap();
+    assert_eq!((keep.uid(), keep.gid()), (65534, 65534));
+}
+
+fn overlay_and_copy_modes_give_the_same_image(user: User) {
+    let dockerfile = "FROM busybox\n\
+         RUN mkdir -p /a/b && echo x > /a/b/f && rm /bin/vi && ln /a/b/f /a/hard \
+             && ln -s /a/b/f /a/soft && chmod u+s /a/b/f\n\
+         RUN rm -rf /a/b && mkdir /a/b && echo z > /a/b/g && chown 1000:65534 /a/b/g\n";
+    let mut digests = Vec::new();
+    for mode in ["overlay", "copy"] {
+        let env = setup_as(user, dockerfile, &[]);
+        let out = build_with(
+            &env,
+            &["--source-date-epoch", "1700000000"],
+            &[("KILN_SNAPSHOTTER", mode)],
+        );
+        assert!(out.status.success(), "{mode}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("RUN steps use {mode} mode")),
+            "the mode is said: {}",
+            stderr(&out)
+        );
+        digests.push(String::from_utf8(out.stdout).unwrap());
+    }
+    assert_eq!(digests[0], digests[1], "overlay and copy mode: one image");
+}
+
+fn target_dockerignore_chown_and_add_of_a_tar(user: User) {
+    let env = setup_as(
+        user,
+        "ARG BASE=busybox\n\
+         FROM ${BASE} AS deps\n\
+         RUN echo deps > /deps\n\
+         FROM deps AS app\n\
+         COPY --chown=nobody:nobody . /app/\n\
+         ADD bundle.tar.gz /opt/\n\
+         FROM app AS never\n\
+         RUN exit 1\n",
+        &[
+            ("keep.txt", "keep\n"),
+            ("logs/a.log", "a\n"),
+            ("logs/important.log", "important\n"),
+            ("secret.env", "TOKEN=x\n"),
+            (".dockerignore", "logs/*.log\n!logs/important.log\n*.env\n"),
+        ],
+    );
+    // A gzipped tar in the context, made by the real tar.
+    let payload = env.dir.path().join("payload");
+    std::fs::create_dir_all(payload.join("tool/bin")).unwrap();
+    std::fs::write(payload.join("tool/bin/run"), "#!/bin/sh\necho run\n").unwrap();
+    let status = Command::new("tar")
+        .arg("-czf")
+        .arg(env.context.join("bundle.tar.gz"))
+        .arg("-C")
+        .arg(&payload)
+        .arg("tool")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    env.give_away();
+
+    let out = build(&env, &["--target", "app", "-t", "app:1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rootfs = unpack(&env, "app:1");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("deps")).unwrap(),
+        "deps\n"
+    );
+    let keep = std::fs::metadata(rootfs.join("app/keep.txt")).unwrap();
+    assert_eq!((keep.uid(), keep.gid()), (65534, 65534), "--chown by name");
+    assert!(
+        rootfs.join("app/logs/important.log").exists(),
+        "! exception"
+    );
+    assert!(!rootfs.join("app/logs/a.log").exists(), "ignored");
+    assert!(!rootfs.join("app/secret.env").exists(), "ignored");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("opt/tool/bin/run")).unwrap(),
+        "#!/bin/sh\necho run\n",
+        "ADD extracts a local tar"
+    );
+    assert!(!rootfs.join("opt/bundle.tar.gz").exists());
+}
+
+fn onbuild_triggers_of_a_base_run_in_the_child(user: User) {
+    let env = setup_as(
+        user,
+        "FROM busybox\n\
+         ONBUILD ARG GREETING=hello\n\
+         ONBUILD RUN echo \"$GREETING\" > /triggered\n\
+         ONBUILD COPY app.txt /app.txt\n\
+         CMD [\"sh\"]\n",
+        &[("app.txt", "from the child's context\n")],
+    );
+    let out = build(&env, &["-t", "onbuild-base:1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let base_config = config_of(&env, "onbuild-base:1");
+    assert_eq!(
+        base_config["config"]["OnBuild"].as_array().unwrap().len(),
+        3
+    );
+
+    env.write(
+        "Dockerfile",
+        "FROM onbuild-base:1\nRUN cat /triggered /app.txt > /both\n",
+    );
+    let out = build(&env, &["-t", "child:1", "--build-arg", "GREETING=hi"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rootfs = unpack(&env, "child:1");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("both")).unwrap(),
+        "hi\nfrom the child's context\n"
+    );
+    let config = config_of(&env, "child:1");
+    assert!(
+        config["config"]["OnBuild"].is_null(),
+        "triggers are not inherited: {config}"
+    );
+}
+
+fn config_records_shell_volume_entrypoint_and_expansion(user: User) {
+    let env = setup_as(
+        user,
+        "FROM busybox\n\
+         ARG VERSION=1.0\n\
+         ENV APP_HOME=/srv/app APP_VERSION=${VERSION}\n\
+         WORKDIR $APP_HOME\n\
+         SHELL [\"/bin/sh\", \"-ec\"]\n\
+         RUN echo \"$APP_VERSION at $(pwd)\" > version\n\
+         VOLUME /data\n\
+         ENTRYPOINT [\"cat\"]\n\
+         CMD [\"version\"]\n",
+        &[],
+    );
+    let out = build(&env, &["-t", "cfg:1", "--build-arg", "VERSION=2.5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rootfs = unpack(&env, "cfg:1");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("srv/app/version")).unwrap(),
+        "2.5 at /srv/app\n"
+    );
+    let config = config_of(&env, "cfg:1");
+    let c = &config["config"];
+    assert_eq!(c["WorkingDir"], "/srv/app");
+    assert_eq!(c["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
+    assert!(c["Volumes"]["/data"].is_object());
+    assert_eq!(c["Entrypoint"], serde_json::json!(["cat"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["version"]));
+    assert!(
+        c["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "APP_VERSION=2.5")
+    );
+    let history = config["history"].as_array().unwrap();
+    assert!(
+        history.iter().any(|h| h["created_by"]
+            .as_str()
+            .unwrap_or("")
+            .contains("VOLUME /data")
+            && h["empty_layer"] == true),
+        "{history:#?}"
     );
 }

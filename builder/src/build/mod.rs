@@ -22,12 +22,14 @@ mod output;
 mod request;
 mod run;
 mod step;
+mod stepfs;
 
 use config::*;
 use layers::*;
 use output::*;
 use run::*;
 use step::*;
+use stepfs::StepFs;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -192,6 +194,10 @@ struct Shared<'a> {
     now: String,
     /// Proxy build args: in RUN's environment, never in cache keys or the image.
     proxy_args: BTreeMap<String, String>,
+    /// How RUN steps get their file system (`KILN_SNAPSHOTTER`).
+    snapshotter: stepfs::Choice,
+    /// Set once overlayfs failed to mount under `auto`: copy mode from then on.
+    copy_fallback: std::sync::atomic::AtomicBool,
 }
 
 /// Builds the image `request` describes into `store`.
@@ -283,17 +289,20 @@ pub fn build(
         let info = base::resolve(store, &reference, &platform, &client)?;
         images.insert(reference, info);
     }
-    let resolved = dockerfile.resolve_with_base_env(&options, &|reference: &str| {
-        images
-            .get(reference)
-            .and_then(|i| i.config.config.env.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) => (k.to_owned(), v.to_owned()),
-                None => (kv, String::new()),
-            })
-            .collect()
+    let resolved = dockerfile.resolve_with_bases(&options, &|reference: &str| {
+        let config = images.get(reference).map(|i| &i.config.config);
+        dockerfile::BaseImage {
+            env: config
+                .and_then(|c| c.env.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) => (k.to_owned(), v.to_owned()),
+                    None => (kv, String::new()),
+                })
+                .collect(),
+            onbuild: config.and_then(|c| c.on_build.clone()).unwrap_or_default(),
+        }
     })?;
     for arg in &resolved.unused_build_args {
         reporter.warn(format!(
@@ -345,8 +354,11 @@ pub fn build(
         stats: Mutex::new((0, 0)),
         now,
         proxy_args: resolved.proxy_args.clone(),
+        snapshotter: stepfs::Choice::from_env()?,
+        copy_fallback: std::sync::atomic::AtomicBool::new(false),
     };
 
+    stepfs::announce(&shared);
     let target_index = resolved.target().index;
     let outcome: Vec<Result<(), Error>> = std::thread::scope(|scope| {
         let handles: Vec<_> = resolved
@@ -490,16 +502,9 @@ fn run_stage(shared: &Shared<'_>, stage: &ResolvedStage) -> Result<StageState, E
         }
         Base::Stage(index) => (*wait_for(shared, *index, &label)?).clone(),
     };
-    // A stage's own build never inherits its base's ONBUILD list as triggers to keep.
-    if !matches!(stage.base, Base::Stage(_))
-        && let Some(triggers) = state.config.config.on_build.take()
-        && !triggers.is_empty()
-    {
-        return Err(Error::Unsupported {
-            location: stage.location.to_string(),
-            what: "running ONBUILD triggers of a base image".into(),
-        });
-    }
+    // The base's ONBUILD triggers were put first among the steps by the
+    // resolver; like Docker, the new image does not keep them.
+    state.config.config.on_build = None;
     for step in &stage.steps {
         if shared.cancel.is_cancelled() {
             return Err(Error::Cancelled);

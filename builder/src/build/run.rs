@@ -1,4 +1,4 @@
-//! `RUN`: the executor over an overlay of the stage's snapshots.
+//! `RUN`: the executor over the stage's layers (see [`super::stepfs`] for how).
 
 use super::*;
 
@@ -16,23 +16,8 @@ pub(super) fn execute_run(
         instruction: step.source.clone(),
         source,
     };
-    let mut lowers = ensure_snapshots(shared, &state.layers, location, &step.source)?;
-    let scratch = shared.snapshots.scratch_dir("run-")?;
-    let upper = scratch.path().join("upper");
-    let work = scratch.path().join("work");
-    let empty = scratch.path().join("empty");
-    for dir in [&upper, &work, &empty] {
-        std::fs::create_dir(dir).map_err(io_err(dir))?;
-    }
-    if lowers.is_empty() {
-        // overlayfs needs a lower dir; `FROM scratch` has none.
-        lowers.push(empty.clone());
-    }
-    let rootfs = executor::Rootfs::Overlay {
-        lowers,
-        upper: upper.clone(),
-        work,
-    };
+    let mode = stepfs::current_mode(shared);
+    let (mut fs, rootfs) = StepFs::prepare(shared, &state.layers, mode, location, &step.source)?;
     let user = match state.config.config.user.as_deref() {
         None | Some("") => executor::User::root(),
         Some(spec) => executor::resolve_user(&rootfs, spec).map_err(exec_err)?,
@@ -57,7 +42,7 @@ pub(super) fn execute_run(
         .clone()
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".into());
-    let spec = executor::RunSpec {
+    let mut spec = executor::RunSpec {
         rootfs,
         argv: command_vec(&state.config, &run.command),
         env,
@@ -87,7 +72,24 @@ pub(super) fn execute_run(
             });
         }
     };
-    let outcome = executor::run(&spec, shared.cancel, &mut output).map_err(|e| match e {
+    let mut result = executor::run(&spec, shared.cancel, &mut output);
+    if let Err(error) = &result
+        && mode == stepfs::Mode::Overlay
+        && stepfs::overlay_refused(shared, error)
+    {
+        stepfs::fall_back_to_copy(shared, error);
+        let (copy_fs, rootfs) = StepFs::prepare(
+            shared,
+            &state.layers,
+            stepfs::Mode::Copy,
+            location,
+            &step.source,
+        )?;
+        fs = copy_fs;
+        spec.rootfs = rootfs;
+        result = executor::run(&spec, shared.cancel, &mut output);
+    }
+    let outcome = result.map_err(|e| match e {
         executor::Error::Cancelled => Error::Cancelled,
         other => exec_err(other),
     })?;
@@ -108,11 +110,5 @@ pub(super) fn execute_run(
             output_tail: tail,
         });
     }
-    let layer = store_layer(shared, &upper, location, &step.source)?;
-    // The upper dir becomes the snapshot; keep it inside the scratch dir until
-    // the caller commits it under its chain ID.
-    let snapshot = shared.snapshots.scratch_dir("snap-")?;
-    std::fs::remove_dir(snapshot.path()).map_err(io_err(snapshot.path()))?;
-    std::fs::rename(&upper, snapshot.path()).map_err(io_err(&upper))?;
-    Ok((Some(snapshot), layer))
+    fs.finish(shared, location, &step.source)
 }

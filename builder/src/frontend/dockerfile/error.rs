@@ -230,6 +230,12 @@ pub enum ErrorKind {
     OnbuildChain,
     #[error("{trigger} isn't allowed as an ONBUILD trigger")]
     OnbuildTrigger { trigger: String },
+    #[error("ONBUILD trigger {trigger:?} of base {base}: {reason}")]
+    BaseTrigger {
+        base: String,
+        trigger: String,
+        reason: String,
+    },
     #[error(
         "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
     )]

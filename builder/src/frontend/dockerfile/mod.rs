@@ -51,8 +51,8 @@ pub use mount::{
 };
 pub use parser::parse;
 pub use resolve::{
-    AddStep, CopyStep, DEFAULT_PATH, PROXY_ARGS, Platform, ResolveOptions, ResolvedBuild,
-    ResolvedInstruction, ResolvedStage, RunStep, Step,
+    AddStep, BaseImage, CopyStep, DEFAULT_PATH, PROXY_ARGS, Platform, ResolveOptions,
+    ResolvedBuild, ResolvedInstruction, ResolvedStage, RunStep, Step,
 };
 pub use stages::{Base, Command, Dockerfile, Stage};
 

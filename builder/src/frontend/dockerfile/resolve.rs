@@ -136,6 +136,15 @@ impl fmt::Display for Platform {
     }
 }
 
+/// What the resolver needs to know of a base image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BaseImage {
+    /// The image config's `Env`, in order.
+    pub env: Vec<(String, String)>,
+    /// The image config's `OnBuild` triggers, as stored (`RUN echo hi`).
+    pub onbuild: Vec<String>,
+}
+
 /// What to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolveOptions {
@@ -360,6 +369,23 @@ impl Dockerfile {
         options: &ResolveOptions,
         image_env: &dyn Fn(&str) -> Vec<(String, String)>,
     ) -> Result<ResolvedBuild, Error> {
+        self.resolve_with_bases(options, &|reference: &str| BaseImage {
+            env: image_env(reference),
+            onbuild: Vec::new(),
+        })
+    }
+
+    /// Resolves the build knowing each base image's environment and `ONBUILD`
+    /// triggers. Triggers run first in a stage built on that base, as if written
+    /// right after its `FROM` (a stage based on another stage runs that stage's
+    /// own `ONBUILD` instructions, as Docker does). A trigger that does not parse,
+    /// or copies from a stage this build does not otherwise need, is an error at
+    /// the `FROM` line.
+    pub fn resolve_with_bases(
+        &self,
+        options: &ResolveOptions,
+        base_image: &dyn Fn(&str) -> BaseImage,
+    ) -> Result<ResolvedBuild, Error> {
         let lex = Lex::new(self.escape);
         let mut declared: BTreeSet<&str> = BTreeSet::new();
 
@@ -472,14 +498,39 @@ impl Dockerfile {
                     declared.extend(definitions.iter().map(|d| d.name.as_str()));
                 }
             }
-            let base_env = match &bases[i] {
-                Base::Stage(j) => resolved
-                    .iter()
-                    .find(|s| s.index == *j)
-                    .map(|s| s.env.clone())
-                    .unwrap_or_default(),
-                Base::Image(reference) => image_env(reference),
-                Base::Scratch => Vec::new(),
+            let (base_env, triggers, base_label) = match &bases[i] {
+                Base::Stage(j) => {
+                    let env = resolved
+                        .iter()
+                        .find(|s| s.index == *j)
+                        .map(|s| s.env.clone())
+                        .unwrap_or_default();
+                    let triggers = self.stages[*j]
+                        .commands
+                        .iter()
+                        .filter_map(|c| match &c.instruction {
+                            Instruction::Onbuild(o) => Some(o.expression.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    (
+                        env,
+                        triggers,
+                        format!("stage {}", self.stages[*j].display_name()),
+                    )
+                }
+                Base::Image(reference) => {
+                    let base = base_image(reference);
+                    (base.env, base.onbuild, reference.clone())
+                }
+                Base::Scratch => (Vec::new(), Vec::new(), String::new()),
+            };
+            let with_triggers;
+            let stage = if triggers.is_empty() {
+                stage
+            } else {
+                with_triggers = self.stage_with_triggers(stage, &base_label, &triggers)?;
+                &with_triggers
             };
             let resolver = StageResolver {
                 dockerfile: self,
@@ -496,6 +547,31 @@ impl Dockerfile {
             for &u in &stage.uses {
                 if !dependencies.contains(&u) {
                     dependencies.push(u);
+                }
+            }
+            for step in steps.iter().take(triggers.len()) {
+                let from = match &step.instruction {
+                    ResolvedInstruction::Copy(CopyStep {
+                        from: Some(StageOrImage::Stage(k)),
+                        ..
+                    }) => Some(*k),
+                    _ => None,
+                };
+                if let Some(k) = from {
+                    if !resolved.iter().any(|s| s.index == k) {
+                        return Err(Error::new(
+                            stage.location.clone(),
+                            ErrorKind::BaseTrigger {
+                                base: base_label.clone(),
+                                trigger: step.source.clone(),
+                                reason: "copies from a stage this build does not otherwise need"
+                                    .into(),
+                            },
+                        ));
+                    }
+                    if !dependencies.contains(&k) {
+                        dependencies.push(k);
+                    }
                 }
             }
             resolved.push(ResolvedStage {
@@ -533,6 +609,46 @@ impl Dockerfile {
             global_args: global,
             proxy_args,
             unused_build_args,
+        })
+    }
+}
+
+impl Dockerfile {
+    /// `stage` with its base's `ONBUILD` triggers parsed and put first. The
+    /// triggers take the `FROM` line's location: that is where they come in.
+    fn stage_with_triggers(
+        &self,
+        stage: &Stage,
+        base: &str,
+        triggers: &[String],
+    ) -> Result<Stage, Error> {
+        let mut commands = Vec::with_capacity(triggers.len() + stage.commands.len());
+        for trigger in triggers {
+            let escape = if self.escape == '`' {
+                "# escape=`\n"
+            } else {
+                ""
+            };
+            let text = format!("{escape}FROM scratch\n{trigger}\n");
+            let parsed = super::load(&text, &self.file).map_err(|e| {
+                Error::new(
+                    stage.location.clone(),
+                    ErrorKind::BaseTrigger {
+                        base: base.to_string(),
+                        trigger: trigger.clone(),
+                        reason: e.kind.to_string(),
+                    },
+                )
+            })?;
+            for mut command in parsed.stages.into_iter().flat_map(|s| s.commands) {
+                command.location = stage.location.clone();
+                commands.push(command);
+            }
+        }
+        commands.extend(stage.commands.iter().cloned());
+        Ok(Stage {
+            commands,
+            ..stage.clone()
         })
     }
 }
@@ -834,5 +950,63 @@ mod tests {
         assert!(valid_signal("SIGTERM") && valid_signal("term") && valid_signal("9"));
         assert!(valid_signal("SIGRTMIN+3"));
         assert!(!valid_signal("SIGFOO") && !valid_signal("0"));
+    }
+
+    fn sources(stage: &ResolvedStage) -> Vec<&str> {
+        stage.steps.iter().map(|s| s.source.as_str()).collect()
+    }
+
+    #[test]
+    fn onbuild_triggers_come_first_in_the_child_stage() {
+        let file = super::super::load(
+            "FROM base AS parent\nONBUILD RUN echo from-parent\nRUN echo own\n\
+             FROM parent\nRUN echo child\n",
+            "Dockerfile",
+        )
+        .unwrap();
+        let build = file
+            .resolve_with_bases(&ResolveOptions::default(), &|reference| {
+                assert_eq!(reference, "base");
+                BaseImage {
+                    env: vec![("GREETING".into(), "hi".into())],
+                    onbuild: vec!["ENV FROM_IMAGE=$GREETING".into()],
+                }
+            })
+            .unwrap();
+        let parent = build.stage(0).unwrap();
+        assert_eq!(
+            sources(parent),
+            [
+                "ENV FROM_IMAGE=$GREETING",
+                "ONBUILD RUN echo from-parent",
+                "RUN echo own"
+            ]
+        );
+        assert!(matches!(
+            &parent.steps[0].instruction,
+            ResolvedInstruction::Env(vars) if vars == &[("FROM_IMAGE".to_string(), "hi".to_string())]
+        ));
+        // Triggers sit at the FROM line.
+        assert_eq!(parent.steps[0].location.line, 1);
+        let child = build.stage(1).unwrap();
+        assert_eq!(sources(child), ["RUN echo from-parent", "RUN echo child"]);
+        assert_eq!(child.steps[0].location.line, 4);
+    }
+
+    #[test]
+    fn a_broken_trigger_is_an_error_at_the_from_line() {
+        let file = super::super::load("FROM base\nRUN true\n", "Dockerfile").unwrap();
+        let error = file
+            .resolve_with_bases(&ResolveOptions::default(), &|_| BaseImage {
+                env: Vec::new(),
+                onbuild: vec!["COPY".into()],
+            })
+            .unwrap_err();
+        assert_eq!(error.location.line, 1);
+        let message = error.to_string();
+        assert!(
+            message.contains("ONBUILD trigger \"COPY\" of base base"),
+            "{message}"
+        );
     }
 }
