@@ -430,6 +430,8 @@ fn profiles_override_files_and_env_files_reach_the_image_names() {
              \x20 extra:\n\
              \x20   image: kiln-test/extra:${APP_VERSION:-dev}\n\
              \x20   profiles: [extras]\n\
+             \x20   x-kiln:\n\
+             \x20     outputs: [\"type=oci,dest=out/extra.tar\"]\n\
              \x20   build:\n\
              \x20     context: ./app\n\
              \x20     dockerfile_inline: |\n\
@@ -478,6 +480,21 @@ fn profiles_override_files_and_env_files_reach_the_image_names() {
     ] {
         assert!(store.resolve(name).is_ok(), "{name} is in the store");
     }
+
+    // x-kiln outputs are written (relative to the project directory).
+    let tar = env.project().join("out/extra.tar");
+    let inspect = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci-archive:{}", tar.display()))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let inspected: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(inspected["Digest"], ci["extra"].1);
 
     // The shell's environment wins over the env file.
     let shell = results(&ok(&kiln_with(&env, &ci_args, &[("APP_VERSION", "2.0")])));
