@@ -11,6 +11,7 @@
 //! - [`layer`]: deterministic layer tars, compressed and hashed in one streaming pass;
 //!   safe, whiteout-aware unpacking.
 //! - [`store`]: the content store, itself a valid OCI image layout.
+//! - [`project`]: a whole compose project: build graph, parallel scheduling, lock pins.
 //!
 //! Libraries never print: progress is reported as [`progress::Event`]s.
 //!
@@ -36,6 +37,7 @@ pub mod image;
 pub mod layer;
 pub mod platform;
 pub mod progress;
+pub mod project;
 pub mod rootfs;
 pub mod snapshot;
 pub mod store;

@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch; each command lives in its own file.
 
 mod build;
+mod compose;
 mod debug;
 mod images;
 mod inspect;
@@ -28,6 +29,8 @@ pub struct Cli {
 enum Command {
     /// Build an image from a Dockerfile and a context
     Build(Box<build::Args>),
+    /// Build and push the images of a compose project
+    Compose(Box<compose::Args>),
     /// List the images in kiln's store (name, digest, size, created)
     Images(images::Args),
     /// Pull an image into the store, verifying every blob
@@ -105,6 +108,7 @@ impl From<kiln_builder::store::Error> for Failure {
 pub fn run(cli: Cli, printer: &Printer) -> Result<(), Failure> {
     match cli.command {
         Command::Build(args) => build::run(*args, printer),
+        Command::Compose(args) => compose::run(*args, printer),
         Command::Images(args) => images::run(args, printer),
         Command::Pull(args) => pull::run(args, printer),
         Command::Push(args) => push::run(args, printer),
@@ -138,6 +142,10 @@ impl Cli {
     /// Whether the command runs build steps or unpacks layers, and so must run as
     /// root (of a user namespace, when kiln is started by a plain user).
     pub fn needs_root(&self) -> bool {
-        matches!(self.command, Command::Build(_))
+        match &self.command {
+            Command::Build(_) => true,
+            Command::Compose(compose) => compose.needs_root(),
+            _ => false,
+        }
     }
 }

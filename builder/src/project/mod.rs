@@ -1,0 +1,114 @@
+//! Building a whole compose project: the build graph, scheduling, and lock pins.
+//!
+//! The compose frontend ([`crate::frontend::compose`]) says what each service wants;
+//! the solver ([`crate::build`]) builds one image. This module sits between them:
+//!
+//! 1. [`Plan::new`] turns the services to build into [`build::BuildRequest`]s
+//!    ([`plan`]): context, Dockerfile, args, target, tags (`image:` first, then
+//!    `build.tags`), labels, secrets, additional contexts, cache specs, platform,
+//!    network, `x-kiln` outputs and SBOM. A compose key the engine cannot honour yet
+//!    is a located error (`compose.yaml:9:7: services.api.build.shm_size: ...`), never
+//!    silently dropped. It also reads every Dockerfile to find the graph's edges:
+//!    `service:` additional contexts, and `FROM` (or `COPY --from`, `RUN --mount
+//!    from=`) naming another service's image. Services the selection needs are added;
+//!    a cycle is an [`Error::Cycle`] naming the services.
+//! 2. [`build_plan`] ([`schedule`]) builds the plan in dependency order, independent
+//!    services in parallel on threads, all in one [`Store`](crate::store::Store). A
+//!    failure cancels the other builds (their finished steps stay cached) and comes
+//!    back as [`Error::ServiceFailed`] naming the service.
+//! 3. [`lock::pins`] gives every active service's `image:` pinned to its digest (built
+//!    ones from the build or the store, pulled ones from their registry), for
+//!    [`Project::to_yaml_with_pins`](crate::frontend::compose::Project::to_yaml_with_pins).
+//!
+//! Named contexts whose value is an image (`docker-image://` and `service:`) are also
+//! substituted into the Dockerfile text handed to the solver (`FROM shared`,
+//! `COPY --from=shared`, `RUN --mount=...,from=shared`), because the solver does not
+//! read [`build::BuildRequest::extra_contexts`] yet; local-directory contexts that the
+//! Dockerfile uses are refused with a located error for the same reason.
+
+pub mod contexts;
+pub mod lock;
+pub mod plan;
+pub mod schedule;
+
+use std::path::PathBuf;
+
+pub use plan::{Plan, PlanOptions, ServicePlan};
+pub use schedule::{ScheduleOptions, ServiceBuilt, build_plan};
+
+use crate::build;
+use crate::frontend::compose;
+use crate::frontend::dockerfile;
+
+/// Errors of building a project.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Loading or validating the compose project, or located problems with its build
+    /// keys (unsupported keys, bad values).
+    #[error(transparent)]
+    Compose(#[from] compose::Error),
+    #[error("service {service}: {source}")]
+    Dockerfile {
+        service: String,
+        #[source]
+        source: Box<dockerfile::Error>,
+    },
+    #[error("service {service}: {}: {source}", path.display())]
+    Io {
+        service: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("services build on each other in a cycle: {}", chain.join(" -> "))]
+    Cycle { chain: Vec<String> },
+    /// One service's build failed; the others were cancelled.
+    #[error("service {service}: {source}")]
+    ServiceFailed {
+        service: String,
+        #[source]
+        source: Box<build::Error>,
+    },
+    #[error("service {service}: pulling {reference}: {source}")]
+    Pull {
+        service: String,
+        reference: String,
+        #[source]
+        source: Box<kiln_registry::Error>,
+    },
+    #[error("service {service}: writing output {}: {source}", dest.display())]
+    Export {
+        service: String,
+        dest: PathBuf,
+        #[source]
+        source: Box<crate::export::Error>,
+    },
+    #[error("service {service}: {source}")]
+    Store {
+        service: String,
+        #[source]
+        source: Box<crate::store::Error>,
+    },
+    #[error(
+        "service {service}: image {image} is not in the store; build it first (kiln compose build {service})"
+    )]
+    NotBuilt { service: String, image: String },
+    #[error("service {service}: {reference}: {source}")]
+    Reference {
+        service: String,
+        reference: String,
+        #[source]
+        source: Box<kiln_registry::ReferenceError>,
+    },
+    #[error("service {service}: resolving {reference} on its registry: {source}")]
+    Resolve {
+        service: String,
+        reference: String,
+        #[source]
+        source: Box<kiln_registry::Error>,
+    },
+    #[error("SOURCE_DATE_EPOCH={value:?} is not a number of seconds")]
+    SourceDateEpoch { value: String },
+    #[error("starting the registry client: {reason}")]
+    Runtime { reason: String },
+}
