@@ -110,11 +110,17 @@ impl Imported {
                     .expect("refused lock")
                     .insert(key.clone());
                 let why = match outcome {
+                    // The error names the cache again; keep what follows.
+                    Err(Error::Registry {
+                        operation, source, ..
+                    }) => {
+                        format!("{operation}: {}", error_chain(&*source))
+                    }
                     Err(error) => error_chain(&error),
                     Ok(()) => "the blob did not arrive".to_owned(),
                 };
                 self.reporter.warn(format!(
-                    "cache {}: layer {} not used, the step runs instead: {why}",
+                    "cache {}: layer {} not used: {why}; the step runs instead",
                     source.name(),
                     layer.digest
                 ));
