@@ -244,17 +244,65 @@ fn max_cache_makes_a_fresh_store_build_fully_cached() {
         assert!(blobs.contains(&layer), "{layer} missing");
     }
 
-    // Exporting the same cache again uploads nothing new.
+    // Exporting the same cache again uploads nothing new; exporting it to another
+    // repository of the registry mounts the layers from the one they came from.
+    let other = format!("{}/cache/other:main", registry.host());
     let again = fixture.build(
         &fresh_home,
-        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+        &[
+            "--cache-from",
+            &cache,
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max"),
+            "--cache-to",
+            &format!("type=registry,ref={other},mode=max"),
+        ],
     );
     assert_eq!(again.digest(), built);
+    let notices: Vec<String> = again
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "notice")
+        .filter_map(|e| e["message"].as_str().map(str::to_owned))
+        .collect();
     assert!(
-        again.stderr().contains("0 blobs uploaded"),
-        "{}",
-        again.stderr()
+        notices
+            .iter()
+            .any(|n| n.contains(&format!("exported to {cache} ")) && n.contains("0 blobs uploaded")),
+        "{notices:?}"
     );
+    assert!(
+        notices
+            .iter()
+            // The three layers and the (unchanged) records blob; the empty config is
+            // uploaded.
+            .any(|n| n.contains(&format!("exported to {other} ")) && n.contains("4 mounted")),
+        "{notices:?}"
+    );
+}
+
+#[test]
+fn caches_go_through_token_authentication() {
+    let registry = TestRegistry::start(Mode::Token).unwrap();
+    let (user, password) = registry.credentials().unwrap();
+    let fixture = Fixture::new();
+    let login = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["login", "-u", &user, "-p", &password, &registry.host()])
+        .env("DOCKER_CONFIG", fixture.dir.path().join("docker-config"))
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{login:?}");
+    let cache = format!("{}/private/cache:main", registry.host());
+    let built = fixture
+        .build(
+            &fixture.store("first"),
+            &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+        )
+        .digest();
+    let second = fixture.build(&fixture.store("fresh"), &["--cache-from", &cache]);
+    assert_eq!(second.digest(), built);
+    assert!(cached_by_instruction(&second).values().all(|c| *c));
+    assert!(!registry.token_requests().is_empty());
 }
 
 #[test]
