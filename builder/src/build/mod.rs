@@ -16,6 +16,7 @@
 //! consistent (the step's upper dir is discarded; finished steps stay cached).
 
 mod base;
+mod cache_io;
 mod config;
 mod layers;
 mod output;
@@ -339,10 +340,11 @@ pub fn build(
         .source_date_epoch
         .map(rfc3339)
         .unwrap_or_else(|| rfc3339(now_secs()));
+    let (cache, cache_imports) = cache_io::import(store, request, reporter, &client)?;
     let shared = Shared {
         store,
         snapshots: Snapshots::new(store)?,
-        cache: Cache::new(store),
+        cache,
         request,
         reporter,
         cancel,
@@ -367,7 +369,7 @@ pub fn build(
             .map(|stage| {
                 let shared = &shared;
                 scope.spawn(move || {
-                    let result = run_stage(shared, stage);
+                    let result = crate::cache::in_stage(stage.index, || run_stage(shared, stage));
                     let mut results = shared.results.lock().expect("results lock");
                     let ok = result.as_ref().ok().cloned().map(Arc::new);
                     results.insert(stage.index, ok);
@@ -401,6 +403,7 @@ pub fn build(
         .expect("target stage finished");
 
     let output = write_image(&shared, &final_state)?;
+    cache_io::export(&shared, &resolved, target_index, &cache_imports, &client)?;
     // Losing the stat cache only costs hashing next time.
     let _ = shared.context.save_stat_cache();
     let (run, cached) = *shared.stats.lock().expect("stats lock");

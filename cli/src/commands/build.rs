@@ -10,6 +10,7 @@ use kiln_builder::image::Format;
 use kiln_builder::platform::Platform;
 
 use kiln_builder::build;
+use kiln_builder::cache::{CacheExport, CacheImport};
 use kiln_builder::executor::CancelToken;
 use kiln_builder::export::{self, Output};
 use kiln_builder::store::Store;
@@ -80,6 +81,14 @@ pub struct Args {
     /// Write build result metadata (JSON) to this file
     #[arg(long)]
     pub metadata_file: Option<PathBuf>,
+    /// Import build cache: type=registry,ref=REF | type=local,src=DIR | REF; repeatable
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Export build cache after the build:
+    /// type=registry,ref=REF[,mode=min|max][,compression=gzip|zstd][,ignore-error=true]
+    /// or type=local,dest=DIR[,…]; mode=max also exports RUN --mount=type=cache dirs
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
 }
 
 /// `K=V` pairs; a bare `K` takes the environment's value (skipped when unset).
@@ -192,6 +201,19 @@ impl Args {
             }
         };
         request.source_date_epoch = self.source_date_epoch;
+        // Checked here so a typo is a usage error before anything is built.
+        let cache_hint = "e.g. --cache-to type=registry,ref=ghcr.io/OWNER/cache:main,mode=max \
+                          and --cache-from type=registry,ref=ghcr.io/OWNER/cache:main";
+        for spec in &self.cache_from {
+            CacheImport::parse(spec)
+                .map_err(|e| Failure::usage(e.to_string()).with_hint(cache_hint))?;
+        }
+        for spec in &self.cache_to {
+            CacheExport::parse(spec)
+                .map_err(|e| Failure::usage(e.to_string()).with_hint(cache_hint))?;
+        }
+        request.cache_from = self.cache_from.clone();
+        request.cache_to = self.cache_to.clone();
         Ok(request)
     }
 }
