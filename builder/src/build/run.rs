@@ -1,12 +1,21 @@
-//! `RUN`: the executor over an overlay of the stage's snapshots.
+//! `RUN`: the executor over an overlay of the stage's snapshots, with the step's
+//! mounts ([`super::mounts`]), heredocs ([`super::heredoc`]), network and security
+//! mode.
+//!
+//! `--network=none` (or the build's `--network=none`) gives an empty network
+//! namespace; `default` and `host` use the host's network. `--security=insecure`
+//! (allowed by the caller only with the `security.insecure` entitlement) keeps every
+//! capability and a writable `/sys` ([`executor::Security::Insecure`]).
 
 use super::*;
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn execute_run(
     shared: &Shared<'_>,
     state: &StageState,
     step: &Step,
     run: &dockerfile::RunStep,
+    planned: &[mounts::Planned],
     location: &str,
     build: &str,
     number: usize,
@@ -21,7 +30,8 @@ pub(super) fn execute_run(
     let upper = scratch.path().join("upper");
     let work = scratch.path().join("work");
     let empty = scratch.path().join("empty");
-    for dir in [&upper, &work, &empty] {
+    let scripts = scratch.path().join("heredocs");
+    for dir in [&upper, &work, &empty, &scripts] {
         std::fs::create_dir(dir).map_err(io_err(dir))?;
     }
     if lowers.is_empty() {
@@ -37,7 +47,20 @@ pub(super) fn execute_run(
         None | Some("") => executor::User::root(),
         Some(spec) => executor::resolve_user(&rootfs, spec).map_err(exec_err)?,
     };
+    let materialized =
+        mounts::materialize(shared, planned, scratch.path(), location, &step.source)?;
+    let (argv, mut step_mounts) = if run.heredocs.is_empty() {
+        (command_vec(&state.config, &run.command), Vec::new())
+    } else {
+        let made = heredoc::command(&state.config, run, &scripts)?;
+        (made.argv, made.mounts)
+    };
+    step_mounts.extend(materialized.mounts.iter().cloned());
     let mut env: Vec<(String, String)> = step.env.clone();
+    for (k, v) in &materialized.env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
     for (k, v) in &shared.proxy_args {
         if !env.iter().any(|(ek, _)| ek == k) {
             env.push((k.clone(), v.clone()));
@@ -59,13 +82,17 @@ pub(super) fn execute_run(
         .unwrap_or_else(|| "/".into());
     let spec = executor::RunSpec {
         rootfs,
-        argv: command_vec(&state.config, &run.command),
+        argv,
         env,
         cwd: PathBuf::from(cwd),
         user,
         hostname: "kiln".into(),
         network,
-        mounts: Vec::new(),
+        security: match run.security {
+            dockerfile::SecurityMode::Insecure => executor::Security::Insecure,
+            _ => executor::Security::Sandbox,
+        },
+        mounts: step_mounts,
         extra_hosts: Vec::new(),
     };
     let mut tail: Vec<String> = Vec::new();
@@ -90,7 +117,10 @@ pub(super) fn execute_run(
     let outcome = executor::run(&spec, shared.cancel, &mut output).map_err(|e| match e {
         executor::Error::Cancelled => Error::Cancelled,
         other => exec_err(other),
-    })?;
+    });
+    // Cache locks, bind copies and secret files go now, before the layer is written.
+    drop(materialized);
+    let outcome = outcome?;
     if !partial.is_empty() {
         let line = String::from_utf8_lossy(&partial).into_owned();
         tail.push(line.clone());

@@ -79,7 +79,7 @@ mod user;
 pub use error::{Error, SetupStage};
 pub use run::run;
 pub use spec::{
-    CancelToken, ExitStatus, Mount, Network, Rootfs, RunOutcome, RunSpec, Stream, User,
+    CancelToken, ExitStatus, Mount, Network, Rootfs, RunOutcome, RunSpec, Security, Stream, User,
 };
 pub use user::resolve_user;
 
