@@ -363,7 +363,8 @@ fn secrets_reach_the_step_and_nothing_else() {
     assert!(!config.to_string().contains(&token));
     assert!(config["history"].as_array().unwrap().len() >= 3);
 
-    // The secret's value is not part of the cache key: another value, same layers.
+    // The secret's value is not part of the cache key: another value, same layers as
+    // the last build that ran the steps (the --no-cache one).
     std::fs::write(&secret_file, "another value").unwrap();
     let again = build_with(
         &env,
@@ -380,7 +381,7 @@ fn secrets_reach_the_step_and_nothing_else() {
     assert_ok(&again);
     assert_eq!(
         layer_digests(&env, "secret:3"),
-        layer_digests(&env, "secret:1")
+        layer_digests(&env, "secret:2")
     );
 }
 
@@ -465,12 +466,13 @@ fn cache_mounts_persist_between_builds_and_stay_out_of_layers() {
     );
 }
 
-#[test]
-fn locked_cache_mounts_serialise_concurrent_stages() {
+/// The lines two stages wrote to one cache mount, each step sleeping between its
+/// start and end lines.
+fn concurrent_cache_log(sharing: &str) -> Vec<String> {
     let step = |who: &str| {
         format!(
-            "RUN --mount=type=cache,target=/c,id=serial,sharing=locked \
-             sh -c 'echo start-{who} >> /c/log; sleep 1; echo end-{who} >> /c/log; cp /c/log /{who}.log'\n"
+            "RUN --mount=type=cache,target=/c,id=serial-{sharing},sharing={sharing} \
+             sh -c 'echo start-{who} >> /c/log; sleep 3; echo end-{who} >> /c/log; cp /c/log /{who}.log'\n"
         )
     };
     let env = setup(
@@ -482,20 +484,33 @@ fn locked_cache_mounts_serialise_concurrent_stages() {
         ),
         &[],
     );
-    assert_ok(&build(&env, &["-t", "locked:1"]));
-    let log = std::fs::read_to_string(
+    assert_ok(&build(&env, &["-t", "concurrent:1"]));
+    std::fs::read_to_string(
         env.home
             .join("cache-mounts")
-            .join(sha256_hex("serial"))
+            .join(sha256_hex(&format!("serial-{sharing}")))
             .join("data/log"),
     )
-    .unwrap();
-    let lines: Vec<&str> = log.lines().collect();
-    assert_eq!(lines.len(), 4, "{log}");
+    .unwrap()
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+#[test]
+fn locked_cache_mounts_serialise_concurrent_stages() {
+    let locked = concurrent_cache_log("locked");
     assert!(
-        lines == ["start-a", "end-a", "start-b", "end-b"]
-            || lines == ["start-b", "end-b", "start-a", "end-a"],
-        "steps overlapped: {log}"
+        locked == ["start-a", "end-a", "start-b", "end-b"]
+            || locked == ["start-b", "end-b", "start-a", "end-a"],
+        "steps overlapped: {locked:?}"
+    );
+    // The control: the same stages overlap with a shared cache (they run in parallel).
+    let shared = concurrent_cache_log("shared");
+    assert_eq!(shared.len(), 4);
+    assert!(
+        shared[0].starts_with("start-") && shared[1].starts_with("start-"),
+        "{shared:?}"
     );
 }
 
@@ -512,6 +527,8 @@ fn bind_tmpfs_ssh_and_network_mounts() {
          RUN --mount=type=tmpfs,target=/scratch,size=1m \
              sh -c 'echo x > /scratch/x && grep -q \" /scratch tmpfs\" /proc/mounts && echo tmpfs-ok > /tmpfs.txt'\n\
          RUN --network=none sh -c 'ls /sys/class/net > /net.txt'\n\
+         RUN --mount=type=cache,target=/seeded,from=builder,source=/stuff cat /seeded/f > /seeded.txt\n\
+         RUN --mount=type=bind,from=busybox,source=/bin,target=/img sh -c 'test -x /img/busybox && echo image-ok > /img.txt'\n\
          RUN --mount=type=ssh sh -c 'test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /ssh.txt'\n",
         &[
             ("data/in.txt", "from the context\n"),
@@ -528,8 +545,10 @@ fn bind_tmpfs_ssh_and_network_mounts() {
     assert_eq!(read(&rootfs, "from-stage.txt"), "from-stage\n");
     assert_eq!(read(&rootfs, "tmpfs.txt"), "tmpfs-ok\n");
     assert_eq!(read(&rootfs, "net.txt"), "lo\n");
+    assert_eq!(read(&rootfs, "seeded.txt"), "from-stage\n");
+    assert_eq!(read(&rootfs, "img.txt"), "image-ok\n");
     assert_eq!(read(&rootfs, "ssh.txt"), "/run/buildkit/ssh_agent.0\n");
-    for gone in ["ctx", "s", "scratch", "run/buildkit"] {
+    for gone in ["ctx", "s", "scratch", "run/buildkit", "seeded", "img"] {
         assert!(!rootfs.join(gone).exists(), "/{gone} is in the image");
     }
     // rw bind writes are discarded: the builder stage's files are unchanged.
@@ -611,7 +630,7 @@ fn copy_flags_exclude_parents_chmod_and_chown() {
     let env = setup(
         "FROM busybox\n\
          RUN echo 'app:x:4321:1234::/home/app:/bin/sh' >> /etc/passwd && echo 'grp:x:1234:' >> /etc/group\n\
-         COPY --exclude=*.log --exclude=tmp src/ /src/\n\
+         COPY --exclude=*.log --exclude=tmp --exclude=**/*.tmp src/ /src/\n\
          COPY --parents a/b/c.txt a/d/e.txt /p/\n\
          COPY --chmod=u+x,go-w f.sh /f.sh\n\
          COPY --chmod=a+rX dir/ /d/\n\
@@ -622,7 +641,8 @@ fn copy_flags_exclude_parents_chmod_and_chown() {
             ("src/keep.txt", "keep\n"),
             ("src/drop.log", "drop\n"),
             ("src/tmp/x", "x\n"),
-            ("src/sub/deep.log", "drop\n"),
+            ("src/sub/deep.log", "kept\n"),
+            ("src/sub/deep.tmp", "drop\n"),
             ("src/sub/deep.txt", "deep\n"),
             ("a/b/c.txt", "c\n"),
             ("a/d/e.txt", "e\n"),
@@ -645,7 +665,9 @@ fn copy_flags_exclude_parents_chmod_and_chown() {
     };
     assert_eq!(read(&rootfs, "src/keep.txt"), "keep\n");
     assert_eq!(read(&rootfs, "src/sub/deep.txt"), "deep\n");
-    for gone in ["src/drop.log", "src/tmp", "src/sub/deep.log"] {
+    // Patterns are anchored at the source root, as in .dockerignore.
+    assert_eq!(read(&rootfs, "src/sub/deep.log"), "kept\n");
+    for gone in ["src/drop.log", "src/tmp", "src/sub/deep.tmp"] {
         assert!(!rootfs.join(gone).exists(), "{gone} was not excluded");
     }
     assert_eq!(read(&rootfs, "p/a/b/c.txt"), "c\n");

@@ -27,21 +27,17 @@ pub(super) struct HeredocCommand {
     pub mounts: Vec<executor::Mount>,
 }
 
-/// True when `command` is nothing but a heredoc marker (`<<EOF`, `<<-"EOF"`, `3<<EOF`)
-/// naming `name`.
-fn is_only_heredoc(command: &str, name: &str) -> bool {
+/// True when `command` is nothing but a heredoc marker (`<<EOF`, `<<-"EOF"`,
+/// `<<E"O"F`, `3<<EOF`): BuildKit's `^(\d*)<<(-?)([^<]*)$` with a single word after.
+fn is_only_heredoc(command: &str) -> bool {
     let rest = command
         .trim()
         .trim_start_matches(|c: char| c.is_ascii_digit());
     let Some(rest) = rest.strip_prefix("<<") else {
         return false;
     };
-    let rest = rest.strip_prefix('-').unwrap_or(rest).trim_start();
-    let unquoted = ['"', '\'']
-        .iter()
-        .find_map(|q| rest.strip_prefix(*q).and_then(|r| r.strip_suffix(*q)))
-        .unwrap_or(rest);
-    unquoted == name
+    let word = rest.strip_prefix('-').unwrap_or(rest).trim();
+    !word.is_empty() && !word.contains('<') && !word.contains(char::is_whitespace)
 }
 
 /// The argv for `run` (shell form with heredocs), writing a `#!` script into
@@ -59,7 +55,7 @@ pub(super) fn command(
     };
     let first = &run.heredocs[0];
     let shell = |text: String| command_vec(config, &CommandLine::Shell(text));
-    if run.heredocs.len() == 1 && is_only_heredoc(line, &first.name) {
+    if run.heredocs.len() == 1 && is_only_heredoc(line) {
         let body = first.body();
         if body.starts_with("#!") {
             let script = script_dir.join(&first.name);
@@ -127,12 +123,19 @@ mod tests {
 
     #[test]
     fn marker_detection_follows_buildkit() {
-        assert!(is_only_heredoc("<<EOF", "EOF"));
-        assert!(is_only_heredoc("<<-EOF", "EOF"));
-        assert!(is_only_heredoc("<<'EOF'", "EOF"));
-        assert!(is_only_heredoc("<<\"EOF\"", "EOF"));
-        assert!(!is_only_heredoc("cat <<EOF", "EOF"));
-        assert!(!is_only_heredoc("<<EOF", "END"));
+        for marker in [
+            "<<EOF",
+            "<<-EOF",
+            "<<'EOF'",
+            "<<\"EOF\"",
+            "<<E\"O\"F",
+            "3<<EOF",
+        ] {
+            assert!(is_only_heredoc(marker), "{marker}");
+        }
+        assert!(!is_only_heredoc("cat <<EOF"));
+        assert!(!is_only_heredoc("<<A <<B"));
+        assert!(!is_only_heredoc("<<EOF > /out"));
     }
 
     #[test]
