@@ -27,6 +27,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod cache_mounts;
 pub mod context;
 pub mod copy;
 pub mod digest;

@@ -80,6 +80,7 @@ impl Fixture {
             user: User::root(),
             hostname: String::new(),
             network: Network::Host,
+            security: Default::default(),
             mounts: Vec::new(),
             extra_hosts: Vec::new(),
         }

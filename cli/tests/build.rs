@@ -315,7 +315,8 @@ fn multi_stage_build_runs_copies_and_configures(user: User) {
 fn a_no_op_rebuild_runs_nothing_and_gives_the_same_digest(user: User) {
     let env = setup_as(
         user,
-        "FROM busybox\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\nCOPY c.txt /c.txt\nRUN cat /c.txt > /d.txt\n",
+        "FROM busybox\nENV MODE=test\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n\
+         LABEL stage=one\nCOPY c.txt /c.txt\nRUN cat /c.txt > /d.txt\nCMD [\"cat\", \"/d.txt\"]\n",
         &[("a.txt", "a\n"), ("c.txt", "c\n")],
     );
     let first = build(&env, &["-t", "x"]);

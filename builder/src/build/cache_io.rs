@@ -96,13 +96,7 @@ pub(super) struct Imports {
     origins: HashMap<Digest, (String, String)>,
 }
 
-/// The directory of cache mount `id` in `store` (as `RUN --mount=type=cache` keeps it).
-pub fn cache_mount_dir(store: &Store, id: &str) -> PathBuf {
-    store
-        .root()
-        .join("cache-mounts")
-        .join(Digest::of(id.as_bytes()).hex())
-}
+pub use crate::cache_mounts::cache_mount_dir;
 
 // ---------------------------------------------------------------------------
 // Import
@@ -772,7 +766,7 @@ fn build_artifact(
     if spec.mode == CacheMode::Max {
         for id in mount_ids(resolved) {
             let dir = cache_mount_dir(store, &id);
-            if !dir.join("data").is_dir() {
+            if !dir.join(crate::cache_mounts::DATA_DIR).is_dir() {
                 continue;
             }
             if scratch.is_none() {
@@ -826,7 +820,7 @@ fn write_mount(
     let mut exclude = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {
         let entry = entry.map_err(io_err(dir))?;
-        if entry.file_name() != "data" {
+        if entry.file_name() != crate::cache_mounts::DATA_DIR {
             exclude.push(PathBuf::from(entry.file_name()));
         }
     }

@@ -18,7 +18,9 @@
 mod base;
 mod cache_io;
 mod config;
+mod heredoc;
 mod layers;
+mod mounts;
 mod output;
 mod request;
 mod run;
@@ -38,6 +40,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 pub use base::{ImageInfo, LayerRef, StoreAdapter, store_name};
+pub use mounts::RunProblem;
 pub use request::*;
 
 use crate::cache::{Cache, CachedLayer, KeyBuilder, Record};
@@ -120,6 +123,12 @@ pub enum Error {
         status: String,
         /// The last lines the step printed.
         output_tail: Vec<String>,
+    },
+    /// A `RUN` step could not be set up (its mounts, secrets, entitlements).
+    #[error("{location}: {problem}")]
+    Run {
+        location: String,
+        problem: RunProblem,
     },
     #[error("{location}: {what} is not supported by kiln yet")]
     Unsupported { location: String, what: String },
@@ -225,6 +234,9 @@ pub fn build(
         DockerfileSource::Inline { name, text } => (name.clone(), text.clone()),
     };
     let dockerfile = dockerfile::load(&text, &name)?;
+    if let Some(notice) = &dockerfile.syntax_notice {
+        reporter.notice(notice.clone());
+    }
     let target_platform = request.platform.clone().unwrap_or_else(Platform::host);
     let to_frontend = |p: &Platform| dockerfile::Platform {
         os: p.os.clone(),
@@ -256,6 +268,9 @@ pub fn build(
                 && let Some(StageOrImage::Image(reference)) = &copy.from
             {
                 wanted.push((reference.clone(), platform.clone()));
+            }
+            if let ResolvedInstruction::Run(run) = &step.instruction {
+                wanted.extend(mounts::images(run).map(|r| (r, platform.clone())));
             }
         }
     }

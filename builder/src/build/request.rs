@@ -28,6 +28,39 @@ pub enum SecretValue {
     Env(String),
 }
 
+/// An SSH agent socket or key for `RUN --mount=type=ssh` (`--ssh id=PATH`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSource {
+    /// The id mounts name (`default` when the flag gives none).
+    pub id: String,
+    /// An agent socket (`$SSH_AUTH_SOCK`), or key files kiln cannot serve as an
+    /// agent (refused when a step mounts them, with a hint).
+    pub paths: Vec<PathBuf>,
+}
+
+/// A privilege a build must be granted explicitly (`--allow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Entitlement {
+    /// `RUN --security=insecure`: the step keeps every capability.
+    SecurityInsecure,
+    /// `RUN --network=host` (accepted without it: kiln's default network is the host's).
+    NetworkHost,
+}
+
+impl std::str::FromStr for Entitlement {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Entitlement, String> {
+        match s {
+            "security.insecure" => Ok(Entitlement::SecurityInsecure),
+            "network.host" => Ok(Entitlement::NetworkHost),
+            other => Err(format!(
+                "unknown entitlement {other:?} (expected security.insecure or network.host)"
+            )),
+        }
+    }
+}
+
 /// A named extra build context (`--build-context name=…`, compose
 /// `additional_contexts`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +105,10 @@ pub struct BuildRequest {
     pub compression: Compression,
     pub network: NetworkMode,
     pub secrets: Vec<SecretSource>,
+    /// SSH agents for `RUN --mount=type=ssh` (`--ssh`).
+    pub ssh: Vec<SshSource>,
+    /// Privileges granted to the build (`--allow`).
+    pub allow: Vec<Entitlement>,
     pub extra_contexts: BTreeMap<String, ExtraContext>,
     /// Hosts allowed over plain HTTP besides loopback.
     pub insecure_registries: Vec<String>,
@@ -102,6 +139,8 @@ impl BuildRequest {
             compression: Compression::Gzip,
             network: NetworkMode::Host,
             secrets: Vec::new(),
+            ssh: Vec::new(),
+            allow: Vec::new(),
             extra_contexts: BTreeMap::new(),
             insecure_registries: Vec::new(),
             sbom: true,

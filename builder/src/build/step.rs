@@ -21,8 +21,10 @@ pub(super) fn run_step(
 
     if apply_meta(&mut state.config, &step.instruction, &workdir) {
         state.key = key.finish();
+        // The time of the layer below, not now: a cached rebuild must give the
+        // same config, and so the same image digest.
         state.config.history.push(History {
-            created: Some(shared.now.clone()),
+            created: Some(state.created.clone().unwrap_or_else(|| shared.now.clone())),
             created_by: Some(step.source.clone()),
             comment: Some("kiln".into()),
             empty_layer: true,
@@ -44,26 +46,23 @@ pub(super) fn run_step(
 
     // Work out the step's inputs (and for COPY/ADD, its plan) before the cache.
     let mut copy_plan = None;
+    let mut run_mounts = Vec::new();
+    // `COPY --link`: the cached layer is looked up by a key without the parent's.
+    let mut link_key: Option<Digest> = None;
     match &step.instruction {
         ResolvedInstruction::Run(run) => {
-            if !run.mounts.is_empty() {
-                return Err(Error::Unsupported {
+            if run.security == dockerfile::SecurityMode::Insecure
+                && !shared
+                    .request
+                    .allow
+                    .contains(&Entitlement::SecurityInsecure)
+            {
+                return Err(Error::Run {
                     location,
-                    what: "RUN --mount".into(),
+                    problem: mounts::RunProblem::InsecureNotAllowed,
                 });
             }
-            if !run.heredocs.is_empty() {
-                return Err(Error::Unsupported {
-                    location,
-                    what: "RUN with a heredoc".into(),
-                });
-            }
-            if matches!(run.security, dockerfile::SecurityMode::Insecure) {
-                return Err(Error::Unsupported {
-                    location,
-                    what: "RUN --security=insecure".into(),
-                });
-            }
+            run_mounts = mounts::plan(shared, label, run, &location, &step.source, &mut key)?;
             for (k, v) in &step.env {
                 key.part(k).part(v);
             }
@@ -107,6 +106,11 @@ pub(super) fn run_step(
                 source,
             })?;
             key.part(&copy::cache_digest(&plan).to_string());
+            if c.link {
+                link_key = Some(linked_copy_key(
+                    shared, state, step, &plan, &workdir, &location,
+                )?);
+            }
             copy_plan = Some((plan, c.link));
         }
         ResolvedInstruction::Add(a) => {
@@ -140,14 +144,29 @@ pub(super) fn run_step(
                     }
                 })?;
             key.part(&copy::cache_digest(&plan).to_string());
+            if a.link {
+                link_key = Some(linked_copy_key(
+                    shared, state, step, &plan, &workdir, &location,
+                )?);
+            }
             copy_plan = Some((plan, a.link));
         }
         _ => unreachable!("metadata instructions were handled above"),
     }
     let key = key.finish();
+    let (lookup_key, key) = match link_key {
+        Some(independent) => {
+            let mut chained = KeyBuilder::new("linked");
+            chained
+                .part(&state.key.to_string())
+                .part(&independent.to_string());
+            (independent, chained.finish())
+        }
+        None => (key.clone(), key),
+    };
 
     if !shared.request.no_cache
-        && let Some(record) = shared.cache.get(shared.store, &key)
+        && let Some(record) = shared.cache.get(shared.store, &lookup_key)
     {
         {
             apply_record(state, &record, step);
@@ -169,9 +188,16 @@ pub(super) fn run_step(
     }
 
     let result = match &step.instruction {
-        ResolvedInstruction::Run(run) => {
-            execute_run(shared, state, step, run, &location, &build, number)
-        }
+        ResolvedInstruction::Run(run) => execute_run(
+            shared,
+            state,
+            step,
+            run,
+            &run_mounts,
+            &location,
+            &build,
+            number,
+        ),
         _ => {
             let (plan, link) = copy_plan.expect("copy plan made above");
             execute_copy(shared, state, step, &plan, link, &location)
@@ -204,7 +230,7 @@ pub(super) fn run_step(
         let chain = chain_ids(&diff_ids).pop().expect("at least one layer");
         shared.snapshots.commit(&chain, dir.path())?;
     }
-    shared.cache.put(&key, &record)?;
+    shared.cache.put(&lookup_key, &record)?;
     apply_record(state, &record, step);
     state.key = key;
     shared.stats.lock().expect("stats lock").0 += 1;
@@ -216,6 +242,38 @@ pub(super) fn run_step(
         bytes_written,
     });
     Ok(())
+}
+
+/// The cache key of a `COPY --link`/`ADD --link` step: everything its layer depends on
+/// — the instruction, its ARGs, WORKDIR, the sources' digest and `--from` — but not
+/// the layers below, so the layer is reused when the base changes (as BuildKit's
+/// merge-based `--link`). `--chown` names resolve in the destination's `/etc/passwd`
+/// and `/etc/group`, so the ids they resolve to are part of the key.
+fn linked_copy_key(
+    shared: &Shared<'_>,
+    state: &StageState,
+    step: &Step,
+    plan: &copy::CopyPlan,
+    workdir: &str,
+    location: &str,
+) -> Result<Digest, Error> {
+    let mut key = KeyBuilder::new("linked-copy");
+    key.part(&format!("{:?}", step.instruction));
+    for (k, v) in &step.args {
+        key.part(k).part(v);
+    }
+    key.part(workdir);
+    key.part(&copy::cache_digest(plan).to_string());
+    if let Some(chown) = plan.chown().filter(|c| c.has_names()) {
+        let view = rootfs_view(shared, &state.layers, location, &step.source)?;
+        let (uid, gid) = chown.resolve(&view).map_err(|source| Error::Copy {
+            location: location.to_owned(),
+            instruction: step.source.clone(),
+            source: source.into(),
+        })?;
+        key.part(&format!("owner {uid}:{gid}"));
+    }
+    Ok(key.finish())
 }
 
 pub(super) fn copy_heredocs(heredocs: &[dockerfile::HeredocSource]) -> Vec<copy::Heredoc> {

@@ -271,6 +271,11 @@ struct Item {
 }
 
 impl CopyPlan {
+    /// `--chown`, parsed (names not yet resolved).
+    pub fn chown(&self) -> Option<&ChownSpec> {
+        self.chown.as_ref()
+    }
+
     /// The absolute destination (after WORKDIR), without a trailing `/`.
     pub fn dest(&self) -> &Path {
         &self.dest

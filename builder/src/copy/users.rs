@@ -116,6 +116,13 @@ impl ChownSpec {
         }
     }
 
+    /// Whether the spec names a user or group (resolved in the destination), rather
+    /// than giving numeric ids only.
+    pub fn has_names(&self) -> bool {
+        matches!(self.user, Some(IdOrName::Name(_)))
+            || matches!(self.group, Some(IdOrName::Name(_)))
+    }
+
     /// Resolves names against the destination's `/etc/passwd` and `/etc/group`.
     pub fn resolve(&self, view: &RootfsView) -> Result<(u32, u32), UserError> {
         let (uid, mut gid) = match &self.user {

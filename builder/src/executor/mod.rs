@@ -21,7 +21,8 @@
 //!   `stubs`);
 //! - has exactly [`RunSpec::env`] as its environment (nothing from the host), stdin on
 //!   `/dev/null`, the capabilities of a Docker container (bounding set reduced to
-//!   Docker's default 14, empty inheritable and ambient sets), and the user's
+//!   Docker's default 14, empty inheritable and ambient sets; with
+//!   [`Security::Insecure`] the bounding set is left whole and `/sys` writable), and the user's
 //!   `setgroups`/gid/uid;
 //! - never receives a descriptor of the parent: everything is `O_CLOEXEC`, and the
 //!   child marks all descriptors above 2 close-on-exec before `execve`.
@@ -79,7 +80,7 @@ mod user;
 pub use error::{Error, SetupStage};
 pub use run::run;
 pub use spec::{
-    CancelToken, ExitStatus, Mount, Network, Rootfs, RunOutcome, RunSpec, Stream, User,
+    CancelToken, ExitStatus, Mount, Network, Rootfs, RunOutcome, RunSpec, Security, Stream, User,
 };
 pub use user::resolve_user;
 

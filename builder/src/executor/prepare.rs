@@ -14,7 +14,7 @@ use super::child::{
     SecretCopy, Secrets,
 };
 use super::syscall::CStringArray;
-use super::{Error, Mount, Network, Rootfs, RunSpec};
+use super::{Error, Mount, Network, Rootfs, RunSpec, Security};
 
 /// Overlay options every step uses. `userxattr` (overlay metadata in `user.overlay.*`)
 /// works both as real root and as root in a user namespace, so the upper dir looks the
@@ -381,10 +381,15 @@ pub(crate) fn prepare(
     // allows it to a user namespace that owns that network namespace: rootless with the
     // host network gets a recursive read-only bind of the host's /sys instead.
     let sys_op = if spec.network == Network::None || !host.in_user_namespace {
+        let read_only = if spec.security == Security::Insecure {
+            0
+        } else {
+            libc::MS_RDONLY
+        };
         let Op::Mount(mut op) = fs_mount(
             "sys",
             "sysfs",
-            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            read_only | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
             None,
         )?
         else {
@@ -400,7 +405,11 @@ pub(crate) fn prepare(
             fstype: None,
             flags: libc::MS_BIND | libc::MS_REC,
             data: None,
-            readonly: Readonly::Recursive,
+            readonly: if spec.security == Security::Insecure {
+                Readonly::No
+            } else {
+                Readonly::Recursive
+            },
             optional: Optional::Always,
             create_missing: None,
         }
@@ -556,9 +565,12 @@ pub(crate) fn prepare(
             .transpose()?,
         workdir_prefixes,
         workdir: path_cstring("working directory", &Path::new("/").join(&workdir_relative))?,
-        drop_capabilities: (0..=host.cap_last_cap)
-            .filter(|cap| !DOCKER_DEFAULT_CAPABILITIES.contains(cap))
-            .collect(),
+        drop_capabilities: match spec.security {
+            Security::Sandbox => (0..=host.cap_last_cap)
+                .filter(|cap| !DOCKER_DEFAULT_CAPABILITIES.contains(cap))
+                .collect(),
+            Security::Insecure => Vec::new(),
+        },
         groups: host.setgroups_allowed.then_some(groups),
         uid: spec.user.uid,
         gid: spec.user.gid,

@@ -26,6 +26,8 @@ pub struct RunSpec {
     /// The UTS hostname of the step (`buildkitsandbox` in BuildKit); empty keeps the host's.
     pub hostname: String,
     pub network: Network,
+    /// Docker's default confinement, or `RUN --security=insecure`.
+    pub security: Security,
     /// Extra mounts (`RUN --mount`), applied in order after the default ones.
     pub mounts: Vec<Mount>,
     /// Extra `/etc/hosts` entries (`--add-host NAME:IP`).
@@ -81,6 +83,19 @@ pub enum Network {
     Host,
     /// A new, empty network namespace with only `lo`, up.
     None,
+}
+
+/// How confined a step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Security {
+    /// Docker's default capability set, read-only `/sys`.
+    #[default]
+    Sandbox,
+    /// `RUN --security=insecure` (granted with `--allow security.insecure`): the step
+    /// keeps every capability kiln itself has (so it may mount, load BPF, …) and `/sys`
+    /// is writable. Namespaces stay as in [`Security::Sandbox`]; kiln applies no
+    /// seccomp filter in either mode.
+    Insecure,
 }
 
 /// An extra mount for `RUN --mount`. Targets are absolute paths inside the rootfs,

@@ -19,6 +19,7 @@ fn spec(rootfs: Rootfs) -> RunSpec {
         user: User::root(),
         hostname: String::new(),
         network: Network::Host,
+        security: Default::default(),
         mounts: Vec::new(),
         extra_hosts: Vec::new(),
     }

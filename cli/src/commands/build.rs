@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kiln_builder::build::{
-    BuildRequest, Compression, DockerfileSource, NetworkMode, SecretSource, SecretValue,
+    BuildRequest, Compression, DockerfileSource, Entitlement, NetworkMode, SecretSource,
+    SecretValue, SshSource,
 };
 use kiln_builder::image::Format;
 use kiln_builder::platform::Platform;
@@ -42,6 +43,13 @@ pub struct Args {
     /// A secret for RUN --mount=type=secret: `id=ID,src=PATH` or `id=ID,env=VAR`
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
+    /// An SSH agent for RUN --mount=type=ssh: `default`, `ID`, `ID=SOCKET` (`default`
+    /// and bare ids take $SSH_AUTH_SOCK)
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    pub ssh: Vec<String>,
+    /// Grant a privilege: `security.insecure` (for RUN --security=insecure) or `network.host`
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
     /// Target platform (os/arch[/variant]); default the host's
     #[arg(long)]
     pub platform: Option<String>,
@@ -142,6 +150,42 @@ fn parse_secret(spec: &str) -> Result<SecretSource, Failure> {
     Ok(SecretSource { id, source })
 }
 
+/// `--ssh default`, `--ssh id=/path/to/agent.sock`, `--ssh id=key1,key2`.
+fn parse_ssh(spec: &str) -> Result<SshSource, Failure> {
+    let hint = "use --ssh default (forwards $SSH_AUTH_SOCK) or --ssh ID=/path/to/agent.sock";
+    let (id, paths) = match spec.split_once('=') {
+        Some((id, paths)) => (
+            id,
+            paths
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect::<Vec<_>>(),
+        ),
+        None => (spec, Vec::new()),
+    };
+    if id.is_empty() {
+        return Err(Failure::usage(format!("invalid --ssh {spec:?}: empty id")).with_hint(hint));
+    }
+    let paths = if paths.is_empty() {
+        match std::env::var_os("SSH_AUTH_SOCK") {
+            Some(socket) if !socket.is_empty() => vec![PathBuf::from(socket)],
+            _ => {
+                return Err(
+                    Failure::usage(format!("--ssh {spec}: SSH_AUTH_SOCK is not set"))
+                        .with_hint(hint),
+                );
+            }
+        }
+    } else {
+        paths
+    };
+    Ok(SshSource {
+        id: id.to_owned(),
+        paths,
+    })
+}
+
 impl Args {
     /// The build request these flags describe.
     pub fn request(&self) -> Result<BuildRequest, Failure> {
@@ -167,6 +211,21 @@ impl Args {
             .secrets
             .iter()
             .map(|s| parse_secret(s))
+            .collect::<Result<_, _>>()?;
+        request.ssh = self
+            .ssh
+            .iter()
+            .map(|s| parse_ssh(s))
+            .collect::<Result<_, _>>()?;
+        request.allow = self
+            .allow
+            .iter()
+            .map(|a| {
+                a.parse::<Entitlement>().map_err(|e| {
+                    Failure::usage(format!("invalid --allow: {e}"))
+                        .with_hint("kiln knows --allow security.insecure and --allow network.host")
+                })
+            })
             .collect::<Result<_, _>>()?;
         if let Some(platform) = &self.platform {
             request.platform = Some(platform.parse::<Platform>().map_err(|e| {
@@ -329,6 +388,21 @@ mod tests {
         assert_eq!(s.source, SecretValue::Env("TOKEN".into()));
         assert!(parse_secret("src=/x").is_err());
         assert!(parse_secret("id=a,bogus=1").is_err());
+    }
+
+    #[test]
+    fn ssh_and_allow_parse_like_docker() {
+        let s = parse_ssh("work=/tmp/agent.sock").unwrap();
+        assert_eq!(s.id, "work");
+        assert_eq!(s.paths, vec![PathBuf::from("/tmp/agent.sock")]);
+        let s = parse_ssh("keys=/a,/b").unwrap();
+        assert_eq!(s.paths.len(), 2);
+        assert!(parse_ssh("=/x").is_err());
+        assert_eq!(
+            "security.insecure".parse::<Entitlement>().unwrap(),
+            Entitlement::SecurityInsecure
+        );
+        assert!("device".parse::<Entitlement>().is_err());
     }
 
     #[test]

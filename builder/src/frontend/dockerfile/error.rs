@@ -101,6 +101,10 @@ impl Error {
                 "quote a literal $ as \\$ (or with the escape character set by `# escape=`)"
                     .to_string(),
             ),
+            ErrorKind::UnsupportedSyntax { .. } => Some(
+                "remove the `# syntax=` line, or use `# syntax=docker/dockerfile:1` (kiln builds that syntax natively)"
+                    .to_string(),
+            ),
             ErrorKind::UnterminatedHeredoc { name } => Some(format!(
                 "end the here-document with a line containing only {name}"
             )),
@@ -190,6 +194,10 @@ pub enum ErrorKind {
         flag: String,
         value: String,
     },
+    #[error(
+        "unsupported frontend image {value:?}: kiln implements the Dockerfile syntax itself and runs no frontend images"
+    )]
+    UnsupportedSyntax { value: String },
     #[error("invalid value {value:?} for --{flag} of {instruction}: expected {expected}")]
     InvalidFlagValue {
         instruction: String,

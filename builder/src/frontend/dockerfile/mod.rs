@@ -37,6 +37,7 @@ mod resolve;
 pub mod shell;
 mod stages;
 mod suggest;
+mod syntax;
 
 pub use ast::{Arg, Ast, Directive, Heredoc, Node, Position, Span, Warning, Word, dump, go_quote};
 pub use error::{Error, ErrorKind, Location, MountProblem};

@@ -29,6 +29,8 @@ pub struct Dockerfile {
     /// Accepted but worth telling the user (deprecated MAINTAINER, empty
     /// continuation lines).
     pub warnings: Vec<(Location, String)>,
+    /// The notice for an accepted `# syntax=` directive (kiln builds it natively).
+    pub syntax_notice: Option<String>,
 }
 
 /// An instruction with where it came from.
@@ -151,6 +153,7 @@ pub(crate) fn base_of(earlier: &[Stage], name: &str) -> Base {
 impl Dockerfile {
     /// Types and groups the instructions of a parsed Dockerfile into stages.
     pub fn from_ast(ast: &Ast) -> Result<Dockerfile, Error> {
+        let syntax_notice = super::syntax::check(ast)?;
         let ctx = Context { file: &ast.file };
         let mut global_args = Vec::new();
         let mut stages: Vec<Stage> = Vec::new();
@@ -260,6 +263,7 @@ impl Dockerfile {
             global_args,
             stages,
             warnings,
+            syntax_notice,
         })
     }
 
