@@ -184,13 +184,14 @@ pub fn lint_path(path: &Path, display: &str, options: &LintOptions) -> Result<Ve
             lint_dockerfile(&text, display, Some(&context), Some(path), options)
         }
         FileKind::Compose => {
-            let working_dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .to_path_buf();
+            // The loader resolves `-f` files against the working directory.
+            let path = std::path::absolute(path).map_err(|source| Error::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let working_dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
             let mut load = compose_frontend::LoadOptions::new(&working_dir);
-            load.files = vec![path.to_path_buf()];
+            load.files = vec![path.clone()];
             let project = compose_frontend::Project::load(&load)?;
             lint_compose(&project, options)
         }
