@@ -8,6 +8,7 @@
 mod commands;
 mod printer;
 mod progress;
+mod rollback;
 mod signals;
 
 use std::process::ExitCode;

@@ -15,6 +15,7 @@ use kiln_builder::cache::{CacheExport, CacheImport};
 use kiln_builder::executor::CancelToken;
 use kiln_builder::export::{self, Output};
 use kiln_builder::store::Store;
+use kiln_builder::tags;
 
 use super::Failure;
 use crate::printer::Printer;
@@ -97,6 +98,22 @@ pub struct Args {
     /// or type=local,dest=DIR[,…]; mode=max also exports RUN --mount=type=cache dirs
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
+    /// Derive more tags for each -t name: semver-sha gives VERSION, MAJOR.MINOR,
+    /// MAJOR and VERSION-sha.COMMIT, plus OCI version/revision/source/created labels
+    #[arg(long, value_enum, value_name = "SCHEME", requires = "release_version")]
+    pub tag_scheme: Option<TagScheme>,
+    /// The release version for --tag-scheme (SemVer, e.g. 1.2.0 or 1.3.0-rc.1)
+    #[arg(long = "version", value_name = "VERSION", requires = "tag_scheme")]
+    pub release_version: Option<String>,
+    /// The commit for --tag-scheme when the context is not a git checkout
+    #[arg(long, value_name = "SHA", requires = "tag_scheme")]
+    pub revision: Option<String>,
+}
+
+/// `--tag-scheme` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TagScheme {
+    SemverSha,
 }
 
 /// `K=V` pairs; a bare `K` takes the environment's value (skipped when unset).
@@ -273,7 +290,48 @@ impl Args {
         }
         request.cache_from = self.cache_from.clone();
         request.cache_to = self.cache_to.clone();
+        self.apply_tag_scheme(&mut request)?;
         Ok(request)
+    }
+
+    /// `--tag-scheme semver-sha --version V`: every `-t` name gets the release
+    /// tags, and the image the OCI release labels (an explicit --label wins).
+    fn apply_tag_scheme(&self, request: &mut BuildRequest) -> Result<(), Failure> {
+        let (Some(TagScheme::SemverSha), Some(version)) = (self.tag_scheme, &self.release_version)
+        else {
+            return Ok(());
+        };
+        if self.tags.is_empty() {
+            return Err(Failure::usage("--tag-scheme needs at least one -t/--tag name")
+                .with_hint("e.g. kiln build --tag-scheme semver-sha --version 1.2.0 -t ghcr.io/owner/app ."));
+        }
+        let failure = |e: tags::Error| match e {
+            tags::Error::InvalidVersion { .. }
+            | tags::Error::BuildMetadata { .. }
+            | tags::Error::InvalidRevision { .. } => Failure::usage(e.to_string()),
+            other => Failure::new(other.to_string()),
+        };
+        let revision = match &self.revision {
+            Some(revision) => Some(tags::given_revision(revision, None).map_err(failure)?),
+            None => None,
+        };
+        let created = self.source_date_epoch.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        });
+        let release = tags::semver_sha(&tags::ReleaseOptions {
+            version,
+            revision,
+            context: &self.context,
+            created,
+        })
+        .map_err(failure)?;
+        request.tags = tags::tagged_references(&self.tags, &release.tags);
+        for (key, value) in release.labels {
+            request.labels.entry(key).or_insert(value);
+        }
+        Ok(())
     }
 }
 

@@ -5,9 +5,11 @@ mod compose;
 mod debug;
 mod images;
 mod inspect;
+mod lint;
 mod login;
 mod pull;
 mod push;
+mod rollback;
 mod tag;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +41,10 @@ enum Command {
     Push(push::Args),
     /// Give an image on a registry more tags, without pulling its layers
     Tag(tag::Args),
+    /// Check Dockerfiles and compose files for common problems (rules in the README)
+    Lint(lint::Args),
+    /// Move a tag on a registry back to an earlier manifest, without pulling
+    Rollback(rollback::Args),
     /// Show an image's manifest, config and platforms (JSON)
     Inspect(inspect::Args),
     /// Save credentials for a registry in the docker config file
@@ -114,6 +120,8 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), Failure> {
         Command::Push(args) => push::run(args, printer),
         Command::Tag(args) => tag::run(args, printer),
         Command::Inspect(args) => inspect::run(args, printer),
+        Command::Lint(args) => lint::run(args, printer),
+        Command::Rollback(args) => rollback::run(args, printer),
         Command::Login(args) => login::login(args, printer),
         Command::Logout(args) => login::logout(args, printer),
         Command::Debug(args) => debug::run(args, printer),
