@@ -21,6 +21,7 @@ mod layers;
 mod output;
 mod request;
 mod run;
+pub mod sbom;
 mod step;
 
 use config::*;
@@ -126,6 +127,18 @@ pub enum Error {
     DependencyFailed { stage: String },
     #[error("starting the registry client: {reason}")]
     Runtime { reason: String },
+    #[error("cataloging layer {layer} for the SBOM")]
+    SbomLayer {
+        layer: Digest,
+        #[source]
+        source: kiln_sbom::Error,
+    },
+    #[error("writing the SBOM of image {image}")]
+    SbomDocument {
+        image: Digest,
+        #[source]
+        source: kiln_sbom::Error,
+    },
 }
 
 impl Error {
@@ -164,6 +177,8 @@ pub struct BuildOutput {
     /// Steps that ran (not from the cache).
     pub steps_run: usize,
     pub steps_cached: usize,
+    /// The SBOM kept in the store as a referrer of the image (`BuildRequest::sbom`).
+    pub sbom: Option<sbom::SbomOutput>,
 }
 
 /// The state of a stage after its last step.
@@ -171,6 +186,10 @@ pub struct BuildOutput {
 struct StageState {
     config: ImageConfig,
     layers: Vec<LayerRef>,
+    /// Where each of `layers` came from, for the SBOM.
+    origins: Vec<sbom::LayerOrigin>,
+    /// The stage these steps belong to.
+    stage: String,
     key: Digest,
     /// Time of the latest step that produced history, for `created`.
     created: Option<String>,
@@ -388,7 +407,16 @@ pub fn build(
         .flatten()
         .expect("target stage finished");
 
-    let output = write_image(&shared, &final_state)?;
+    let mut output = write_image(&shared, &final_state)?;
+    if request.sbom {
+        output.sbom = Some(sbom::write_build_sbom(
+            &shared,
+            &resolved,
+            &final_state,
+            &output,
+            &text,
+        )?);
+    }
     // Losing the stat cache only costs hashing next time.
     let _ = shared.context.save_stat_cache();
     let (run, cached) = *shared.stats.lock().expect("stats lock");
@@ -469,6 +497,8 @@ fn run_stage(shared: &Shared<'_>, stage: &ResolvedStage) -> Result<StageState, E
             StageState {
                 config,
                 layers: Vec::new(),
+                origins: Vec::new(),
+                stage: label.clone(),
                 key: key.finish(),
                 created: None,
             }
@@ -484,11 +514,16 @@ fn run_stage(shared: &Shared<'_>, stage: &ResolvedStage) -> Result<StageState, E
             StageState {
                 config,
                 layers: info.layers.clone(),
+                origins: sbom::base_origins(info),
+                stage: label.clone(),
                 key: key.finish(),
                 created: info.config.created.clone(),
             }
         }
-        Base::Stage(index) => (*wait_for(shared, *index, &label)?).clone(),
+        Base::Stage(index) => StageState {
+            stage: label.clone(),
+            ..(*wait_for(shared, *index, &label)?).clone()
+        },
     };
     // A stage's own build never inherits its base's ONBUILD list as triggers to keep.
     if !matches!(stage.base, Base::Stage(_))
