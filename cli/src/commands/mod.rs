@@ -7,6 +7,7 @@ mod inspect;
 mod login;
 mod pull;
 mod push;
+mod sbom;
 mod tag;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ enum Command {
     Tag(tag::Args),
     /// Show an image's manifest, config and platforms (JSON)
     Inspect(inspect::Args),
+    /// Catalog an image's packages (CycloneDX SBOM), each attributed to its layer
+    Sbom(sbom::Args),
     /// Save credentials for a registry in the docker config file
     Login(login::LoginArgs),
     /// Remove saved credentials for a registry
@@ -110,6 +113,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), Failure> {
         Command::Push(args) => push::run(args, printer),
         Command::Tag(args) => tag::run(args, printer),
         Command::Inspect(args) => inspect::run(args, printer),
+        Command::Sbom(args) => sbom::run(args, printer),
         Command::Login(args) => login::login(args, printer),
         Command::Logout(args) => login::logout(args, printer),
         Command::Debug(args) => debug::run(args, printer),
