@@ -78,7 +78,7 @@ fn zip(entries: &[(String, String)]) -> Vec<u8> {
         central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
         central.extend_from_slice(&20u16.to_le_bytes()); // version made by
         common(&mut central);
-        central.extend_from_slice(&[0u8; 8]); // comment length, disk, attributes
+        central.extend_from_slice(&[0u8; 6]); // comment length, disk, internal attributes
         central.extend_from_slice(&0u32.to_le_bytes()); // external attributes
         central.extend_from_slice(&offset.to_le_bytes());
         central.extend_from_slice(name.as_bytes());
@@ -703,4 +703,74 @@ fn check_push_and_catalog(fx: &Fixture, store: &Store, image: &str, local_docume
         "{demo_line}"
     );
     assert_eq!(table.lines().count(), package_purls(&local_bom).len() + 1);
+}
+
+/// Only the target stage's chain is cataloged: a package installed in a
+/// builder stage appears only if its metadata was copied, and then attributed
+/// to that `COPY --from`.
+#[test]
+fn multi_stage_sbom_reports_only_what_reaches_the_final_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("store");
+    let store = Store::open(&home).unwrap();
+    let busybox = kiln_testimages::images::busybox().unwrap();
+    store
+        .import_layout(&busybox.layout, &busybox.name, "busybox:latest")
+        .unwrap();
+    let context = dir.path().join("ctx");
+    std::fs::create_dir_all(&context).unwrap();
+    let site = "/usr/lib/python3/dist-packages";
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!(
+            "FROM busybox AS builder\n\
+             RUN mkdir -p {site}/kept-1.0.dist-info {site}/left-2.0.dist-info /out \
+             && printf 'Metadata-Version: 2.1\\nName: kept\\nVersion: 1.0\\n' > {site}/kept-1.0.dist-info/METADATA \
+             && printf 'Metadata-Version: 2.1\\nName: left\\nVersion: 2.0\\n' > {site}/left-2.0.dist-info/METADATA \
+             && echo built > /out/artifact\n\
+             FROM busybox\n\
+             COPY --from=builder /out/artifact /app/artifact\n\
+             COPY --from=builder {site}/kept-1.0.dist-info {site}/kept-1.0.dist-info\n"
+        ),
+    )
+    .unwrap();
+    let path = dir.path().join("sbom.json");
+    let out = kiln(
+        &home,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--source-date-epoch",
+            EPOCH,
+            "-t",
+            "multi:1",
+            "--sbom",
+            path.to_str().unwrap(),
+            context.to_str().unwrap(),
+        ],
+    );
+    let image: Digest = ok(&out).parse().unwrap();
+    let document = std::fs::read(&path).unwrap();
+    assert_valid(&document);
+    let bom: Value = serde_json::from_slice(&document).unwrap();
+    assert_eq!(
+        name_versions(&bom, "pypi"),
+        BTreeSet::from([("kept".to_owned(), "1.0".to_owned())]),
+        "the builder's other package stays in the builder"
+    );
+    let kept = component(&bom, "pypi", "kept");
+    let layers = layer_digests(&store, &image);
+    assert_eq!(property(kept, "kiln:source"), Some("Dockerfile:5"));
+    assert_eq!(property(kept, "kiln:stage"), Some("stage-1"));
+    assert_eq!(
+        property(kept, "kiln:layer:digest"),
+        layers.last().map(String::as_str)
+    );
+    // Both stages are in the formulation, each a task.
+    let tasks = bom["formulation"][0]["workflows"][0]["tasks"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = tasks.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["builder", "stage-1"]);
 }
