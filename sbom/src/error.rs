@@ -47,6 +47,12 @@ pub enum Error {
         /// The underlying serialisation or I/O error.
         source: serde_json::Error,
     },
+    /// A kept [`LayerDelta`](crate::LayerDelta) could not be read back.
+    #[error("reading a kept layer delta: {reason}")]
+    ReadDelta {
+        /// What is wrong (malformed JSON, another format).
+        reason: String,
+    },
     /// A digest given by the caller is not `sha256:` followed by 64 lowercase hex digits.
     #[error("{what} digest {digest:?} is not sha256:<64 lowercase hex digits>")]
     InvalidDigest {

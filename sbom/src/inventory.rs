@@ -30,6 +30,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use crate::catalog::{self, Catalogers, Parsed, Target};
 use crate::error::{Diagnostic, Error};
 use crate::layer::{DirTree, EntryKind, LayerEntry, LayerView, LayerVisitor};
@@ -88,14 +90,74 @@ pub struct CatalogedPackage {
     pub depends_on: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+/// What one layer changes in an [`Inventory`] whose lower layers are known:
+/// made by [`Inventory::layer_delta`], applied by [`Inventory::apply_delta`].
+///
+/// It serialises to JSON ([`LayerDelta::to_json`], [`LayerDelta::from_json`])
+/// so that a build can keep it and never read the layer again. Per-file
+/// diagnostics are not kept (only their count): a delta read back has none.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LayerDelta {
+    /// [`LayerDelta::FORMAT`] of the writer; a delta of another format is refused.
+    format: String,
+    /// Paths whose lower-layer state (the path and everything under it) is gone.
+    removed: Vec<String>,
+    /// Directories whose lower-layer contents are gone.
+    opaque: Vec<String>,
+    /// New state from this layer.
+    added: BTreeMap<String, Record>,
+    files_read: usize,
+    diagnostic_count: usize,
+    #[serde(skip)]
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl LayerDelta {
+    /// The format kept deltas are written in: the crate version and a revision
+    /// of the record model, so that a newer kiln (whose catalogers may read more)
+    /// never trusts an older one's deltas.
+    pub const FORMAT: &'static str = concat!("kiln-sbom-delta/1/", env!("CARGO_PKG_VERSION"));
+
+    /// The delta as compact JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a layer delta always serialises")
+    }
+
+    /// A delta written by [`LayerDelta::to_json`] of this same format.
+    pub fn from_json(bytes: &[u8]) -> Result<LayerDelta, Error> {
+        let delta: LayerDelta =
+            serde_json::from_slice(bytes).map_err(|source| Error::ReadDelta {
+                reason: source.to_string(),
+            })?;
+        if delta.format != Self::FORMAT {
+            return Err(Error::ReadDelta {
+                reason: format!("format {:?}, expected {:?}", delta.format, Self::FORMAT),
+            });
+        }
+        Ok(delta)
+    }
+
+    /// Packages this layer declares (metadata files it adds or rewrites).
+    pub fn packages_declared(&self) -> usize {
+        self.added
+            .values()
+            .map(|record| match record {
+                Record::Packages(found) => found.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Found {
     package: Package,
     layer: usize,
 }
 
 /// What the inventory keeps about one file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum Record {
     /// Packages the file declares.
     Packages(Vec<Found>),
@@ -144,11 +206,20 @@ impl Inventory {
         info: LayerInfo,
         layer: &mut dyn LayerView,
     ) -> Result<LayerSummary, Error> {
-        let index = self.layers.len();
+        let delta = self.layer_delta(layer)?;
+        Ok(self.apply_delta(info, delta))
+    }
+
+    /// Reads `layer` as the next layer and returns what it changes, without
+    /// changing the inventory. The delta is only valid for an inventory in
+    /// exactly this state (the same layers below): callers that keep deltas
+    /// between runs key them by the chain ID of the layer stack, not by the
+    /// layer alone.
+    pub fn layer_delta(&self, layer: &mut dyn LayerView) -> Result<LayerDelta, Error> {
         let mut applier = Applier {
             catalogers: self.catalogers,
             records: &self.records,
-            layer: index,
+            layer: self.layers.len(),
             removed: Vec::new(),
             opaque: Vec::new(),
             added: BTreeMap::new(),
@@ -164,16 +235,44 @@ impl Inventory {
             files_read,
             ..
         } = applier;
+        Ok(LayerDelta {
+            format: LayerDelta::FORMAT.to_owned(),
+            removed,
+            opaque,
+            added,
+            files_read,
+            diagnostic_count: diagnostics.len(),
+            diagnostics,
+        })
+    }
+
+    /// Applies a delta made by [`Inventory::layer_delta`] on an inventory in
+    /// this same state (or read back from where it was kept) as the next layer.
+    pub fn apply_delta(&mut self, info: LayerInfo, delta: LayerDelta) -> LayerSummary {
+        let index = self.layers.len();
+        let LayerDelta {
+            removed,
+            opaque,
+            added,
+            files_read,
+            diagnostic_count,
+            diagnostics,
+            ..
+        } = delta;
         let mut summary = LayerSummary {
             layer: index,
             files_read,
-            diagnostics: diagnostics.len(),
+            diagnostics: diagnostic_count,
             ..LayerSummary::default()
         };
         self.layers.push(info);
-        self.diagnostics.extend(diagnostics);
+        self.diagnostics
+            .extend(diagnostics.into_iter().map(|diagnostic| Diagnostic {
+                layer: index,
+                ..diagnostic
+            }));
         self.commit(index, removed, opaque, added, &mut summary);
-        Ok(summary)
+        summary
     }
 
     fn commit(

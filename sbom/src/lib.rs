@@ -35,7 +35,9 @@ pub mod purl;
 pub use bom::{BaseImage, BuildStep, ImageDescription};
 pub use catalog::Catalogers;
 pub use error::{CatalogError, Diagnostic, Error};
-pub use inventory::{CatalogedPackage, Inventory, LayerInfo, LayerSummary, catalog_tree};
+pub use inventory::{
+    CatalogedPackage, Inventory, LayerDelta, LayerInfo, LayerSummary, catalog_tree,
+};
 pub use layer::{Content, DirTree, EntryKind, LayerEntry, LayerView, LayerVisitor, TarLayer};
 pub use package::{ComponentKind, Dependency, Ecosystem, License, Package, SourcePackage};
 pub use purl::Purl;

@@ -5,10 +5,12 @@
 //! recorded as the metadata states them (names, or exact name and version) and
 //! resolved to present packages only when the inventory is read.
 
+use serde::{Deserialize, Serialize};
+
 use crate::purl::{Purl, pep503_normalise};
 
 /// The packaging system a package belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Ecosystem {
     /// Debian packages (`dpkg`).
     Deb,
@@ -38,7 +40,7 @@ impl Ecosystem {
 }
 
 /// The CycloneDX component type of a package.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ComponentKind {
     /// A library or other reusable package.
     Library,
@@ -49,7 +51,7 @@ pub enum ComponentKind {
 }
 
 /// One licence statement of a package.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum License {
     /// An SPDX licence identifier from the SPDX list, in its canonical spelling.
     Spdx(String),
@@ -60,7 +62,7 @@ pub enum License {
 }
 
 /// A dependency as the metadata states it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Dependency {
     /// Any one of these names (in preference order), matched against the names
     /// and provided names of present packages of the same ecosystem.
@@ -75,7 +77,7 @@ pub enum Dependency {
 }
 
 /// The source package a binary package was built from (Debian `Source:`, Alpine origin).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SourcePackage {
     /// Source package name.
     pub name: String,
@@ -84,7 +86,7 @@ pub struct SourcePackage {
 }
 
 /// A package found by a cataloger.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
     /// The packaging system.
     pub ecosystem: Ecosystem,

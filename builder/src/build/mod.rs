@@ -24,6 +24,7 @@ mod mounts;
 mod output;
 mod request;
 mod run;
+pub mod sbom;
 mod step;
 mod stepfs;
 
@@ -138,6 +139,18 @@ pub enum Error {
     DependencyFailed { stage: String },
     #[error("starting the registry client: {reason}")]
     Runtime { reason: String },
+    #[error("cataloging layer {layer} for the SBOM")]
+    SbomLayer {
+        layer: Digest,
+        #[source]
+        source: kiln_sbom::Error,
+    },
+    #[error("writing the SBOM of image {image}")]
+    SbomDocument {
+        image: Digest,
+        #[source]
+        source: kiln_sbom::Error,
+    },
 }
 
 impl Error {
@@ -176,6 +189,8 @@ pub struct BuildOutput {
     /// Steps that ran (not from the cache).
     pub steps_run: usize,
     pub steps_cached: usize,
+    /// The SBOM kept in the store as a referrer of the image (`BuildRequest::sbom`).
+    pub sbom: Option<sbom::SbomOutput>,
 }
 
 /// The state of a stage after its last step.
@@ -183,6 +198,10 @@ pub struct BuildOutput {
 struct StageState {
     config: ImageConfig,
     layers: Vec<LayerRef>,
+    /// Where each of `layers` came from, for the SBOM.
+    origins: Vec<sbom::LayerOrigin>,
+    /// The stage these steps belong to.
+    stage: String,
     key: Digest,
     /// Time of the latest step that produced history, for `created`.
     created: Option<String>,
@@ -417,7 +436,16 @@ pub fn build(
         .flatten()
         .expect("target stage finished");
 
-    let output = write_image(&shared, &final_state)?;
+    let mut output = write_image(&shared, &final_state)?;
+    if request.sbom {
+        output.sbom = Some(sbom::write_build_sbom(
+            &shared,
+            &resolved,
+            &final_state,
+            &output,
+            &text,
+        )?);
+    }
     cache_io::export(&shared, &resolved, target_index, &cache_imports, &client)?;
     // Losing the stat cache only costs hashing next time.
     let _ = shared.context.save_stat_cache();
@@ -499,6 +527,8 @@ fn run_stage(shared: &Shared<'_>, stage: &ResolvedStage) -> Result<StageState, E
             StageState {
                 config,
                 layers: Vec::new(),
+                origins: Vec::new(),
+                stage: label.clone(),
                 key: key.finish(),
                 created: None,
             }
@@ -514,11 +544,16 @@ fn run_stage(shared: &Shared<'_>, stage: &ResolvedStage) -> Result<StageState, E
             StageState {
                 config,
                 layers: info.layers.clone(),
+                origins: sbom::base_origins(info),
+                stage: label.clone(),
                 key: key.finish(),
                 created: info.config.created.clone(),
             }
         }
-        Base::Stage(index) => (*wait_for(shared, *index, &label)?).clone(),
+        Base::Stage(index) => StageState {
+            stage: label.clone(),
+            ..(*wait_for(shared, *index, &label)?).clone()
+        },
     };
     // The base's ONBUILD triggers were put first among the steps by the
     // resolver; like Docker, the new image does not keep them.

@@ -74,5 +74,6 @@ pub(super) fn write_image(shared: &Shared<'_>, state: &StageState) -> Result<Bui
         tags,
         steps_run: 0,
         steps_cached: 0,
+        sbom: None,
     })
 }

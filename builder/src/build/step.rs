@@ -359,6 +359,9 @@ pub(super) fn apply_record(state: &mut StageState, record: &Record, step: &Step)
             size: layer.size,
             media_type: layer.media_type.clone(),
         });
+        state
+            .origins
+            .push(sbom::LayerOrigin::of_step(&state.stage, step));
         state.config.rootfs.diff_ids.push(layer.diff_id.clone());
     }
     state.config.history.push(History {

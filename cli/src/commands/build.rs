@@ -63,8 +63,9 @@ pub struct Args {
     /// Also write the image out: type=oci|oci-dir|docker,dest=PATH
     #[arg(short = 'o', long = "output")]
     pub outputs: Vec<String>,
-    /// Write the SBOM (CycloneDX JSON) to PATH; `--sbom=false` turns it off
-    #[arg(long)]
+    /// The SBOM (CycloneDX JSON, on by default, kept in the store and pushed
+    /// as a referrer): `--sbom PATH` also writes it to PATH, `--sbom=false` turns it off
+    #[arg(long, value_name = "PATH|false")]
     pub sbom: Option<String>,
     /// Progress output
     #[arg(long, value_enum, default_value = "auto")]
@@ -203,7 +204,27 @@ fn parse_ssh(spec: &str) -> Result<SshSource, Failure> {
     })
 }
 
+/// What `--sbom` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SbomSetting {
+    /// No SBOM at all.
+    Off,
+    /// In the store (and pushed as a referrer): the default, or `--sbom=true`.
+    Store,
+    /// Also written to this file.
+    File(PathBuf),
+}
+
 impl Args {
+    /// What `--sbom` asks for.
+    pub fn sbom_setting(&self) -> SbomSetting {
+        match self.sbom.as_deref() {
+            None | Some("true") => SbomSetting::Store,
+            Some("false") => SbomSetting::Off,
+            Some(path) => SbomSetting::File(PathBuf::from(path)),
+        }
+    }
+
     /// The build request these flags describe.
     pub fn request(&self) -> Result<BuildRequest, Failure> {
         let mut request = BuildRequest::new(&self.context);
@@ -250,7 +271,7 @@ impl Args {
             })?);
         }
         request.no_cache = self.no_cache;
-        request.sbom = self.sbom.as_deref() != Some("false");
+        request.sbom = !matches!(self.sbom_setting(), SbomSetting::Off);
         request.insecure_registries = self.insecure_registries.clone();
         request.network = match self.network.as_str() {
             "default" | "host" => NetworkMode::Host,
@@ -401,6 +422,12 @@ pub fn run(args: Args, printer: &Printer) -> Result<(), Failure> {
         printer.info(&format!("wrote {}", out.dest().display()));
     }
     let digest = output.descriptor.digest.to_string();
+    if let (SbomSetting::File(path), Some(sbom)) = (args.sbom_setting(), &output.sbom) {
+        let document = store.read_blob(&sbom.document.digest)?;
+        std::fs::write(&path, document)
+            .map_err(|e| Failure::new(format!("writing {}: {e}", path.display())))?;
+        printer.info(&format!("wrote the SBOM to {}", path.display()));
+    }
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &digest)
             .map_err(|e| Failure::new(format!("writing {}: {e}", path.display())))?;
@@ -412,6 +439,7 @@ pub fn run(args: Args, printer: &Printer) -> Result<(), Failure> {
             "image.name": output.tags.join(","),
             "kiln.steps.run": output.steps_run,
             "kiln.steps.cached": output.steps_cached,
+            "kiln.sbom.digest": output.sbom.as_ref().map(|s| s.manifest.digest.to_string()),
         });
         std::fs::write(path, serde_json::to_vec_pretty(&metadata).expect("json"))
             .map_err(|e| Failure::new(format!("writing {}: {e}", path.display())))?;

@@ -10,6 +10,7 @@ mod login;
 mod pull;
 mod push;
 mod rollback;
+mod sbom;
 mod tag;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,8 @@ enum Command {
     Rollback(rollback::Args),
     /// Show an image's manifest, config and platforms (JSON)
     Inspect(inspect::Args),
+    /// Catalog an image's packages (CycloneDX SBOM), each attributed to its layer
+    Sbom(sbom::Args),
     /// Save credentials for a registry in the docker config file
     Login(login::LoginArgs),
     /// Remove saved credentials for a registry
@@ -122,6 +125,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), Failure> {
         Command::Inspect(args) => inspect::run(args, printer),
         Command::Lint(args) => lint::run(args, printer),
         Command::Rollback(args) => rollback::run(args, printer),
+        Command::Sbom(args) => sbom::run(args, printer),
         Command::Login(args) => login::login(args, printer),
         Command::Logout(args) => login::logout(args, printer),
         Command::Debug(args) => debug::run(args, printer),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use kiln_builder::build::{StoreAdapter, store_name};
+use kiln_builder::build::{StoreAdapter, sbom, store_name};
 use kiln_builder::store::Store;
 use kiln_registry::{PushOptions, RawManifest, Reference};
 
@@ -72,8 +72,41 @@ fn push_descriptor(
             report.stats.blobs_mounted
         ));
         digest = report.digest.to_string();
+        push_referrers(store, descriptor, &target, &client, &rt, &adapter, printer)?;
     }
     Ok(digest)
+}
+
+/// Pushes the SBOMs the store keeps for the image as OCI 1.1 referrers of it
+/// (the referrers API, or the `sha256-<hex>` tag where the registry lacks it).
+fn push_referrers(
+    store: &Store,
+    descriptor: &kiln_builder::store::Descriptor,
+    target: &Reference,
+    client: &kiln_registry::RegistryClient,
+    rt: &tokio::runtime::Runtime,
+    adapter: &StoreAdapter,
+    printer: &Printer,
+) -> Result<(), Failure> {
+    for referrer in sbom::referrers(store, &descriptor.digest)? {
+        let bytes = store.read_blob(&referrer.digest)?;
+        let manifest = RawManifest::new(bytes, Some(&referrer.media_type));
+        let pushed = rt
+            .block_on(client.push_referrer(target, &manifest, adapter))
+            .map_err(|e| Failure::from_error(&e))?;
+        let kind = referrer.artifact_type.as_deref().unwrap_or("artifact");
+        match &pushed.fallback_tag {
+            Some(tag) => printer.info(&format!(
+                "pushed {kind} {} as a referrer (tag {tag}: the registry has no referrers API)",
+                pushed.push.digest
+            )),
+            None => printer.info(&format!(
+                "pushed {kind} {} as a referrer",
+                pushed.push.digest
+            )),
+        }
+    }
+    Ok(())
 }
 
 pub fn run(args: Args, printer: &Printer) -> Result<(), Failure> {

@@ -1,6 +1,6 @@
 //! Attribution over synthetic layer tar streams.
 
-use kiln_sbom::{Catalogers, Ecosystem, Inventory, LayerInfo, LayerSummary, TarLayer};
+use kiln_sbom::{Catalogers, Ecosystem, Inventory, LayerDelta, LayerInfo, LayerSummary, TarLayer};
 
 use crate::common::LayerTar;
 
@@ -323,4 +323,49 @@ fn a_broken_stream_leaves_the_inventory_unchanged() {
     );
     assert_eq!(inventory.packages(), before);
     assert_eq!(inventory.layers().len(), 1);
+}
+
+#[test]
+fn deltas_kept_as_json_replay_to_the_same_inventory() {
+    let upgrade = LayerTar::new()
+        .text("var/lib/dpkg/status", &status("7.88.1-10+deb12u8"))
+        .whiteout(&format!("{SITE}/demo-1.0.dist-info"))
+        .finish();
+    let layers = [
+        (base_info(), base_layer()),
+        (step_info(3, "RUN pip install demo", '3'), pip_layer()),
+        (step_info(5, "RUN upgrade", '5'), upgrade),
+    ];
+    let mut direct = Inventory::new(Catalogers::ALL);
+    let mut replayed = Inventory::new(Catalogers::ALL);
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    for (info, tar) in &layers {
+        let delta = replayed
+            .layer_delta(&mut TarLayer::new(&tar[..]))
+            .expect("delta");
+        kept.push(delta.to_json());
+        let read_back = LayerDelta::from_json(kept.last().unwrap()).expect("delta reads back");
+        let replayed_summary = replayed.apply_delta(info.clone(), read_back);
+        let direct_summary = apply(&mut direct, info.clone(), tar.clone());
+        assert_eq!(replayed_summary, direct_summary);
+    }
+    assert_eq!(direct.packages(), replayed.packages());
+    assert!(
+        !state(&replayed).iter().any(|(name, _, _)| name == "demo"),
+        "the whiteout in the last delta removed demo"
+    );
+    // Replaying the kept bytes on a fresh inventory gives the same state again.
+    let mut again = Inventory::new(Catalogers::ALL);
+    for ((info, _), bytes) in layers.iter().zip(&kept) {
+        again.apply_delta(info.clone(), LayerDelta::from_json(bytes).unwrap());
+    }
+    assert_eq!(again.packages(), direct.packages());
+
+    let mut foreign: serde_json::Value = serde_json::from_slice(&kept[0]).unwrap();
+    foreign["format"] = serde_json::json!("kiln-sbom-delta/0/0.0.0");
+    assert!(matches!(
+        LayerDelta::from_json(&serde_json::to_vec(&foreign).unwrap()),
+        Err(kiln_sbom::Error::ReadDelta { .. })
+    ));
+    assert!(LayerDelta::from_json(b"{not json").is_err());
 }
