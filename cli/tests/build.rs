@@ -255,6 +255,7 @@ cases!(
     target_dockerignore_chown_and_add_of_a_tar,
     onbuild_triggers_of_a_base_run_in_the_child,
     config_records_shell_volume_entrypoint_and_expansion,
+    named_contexts_stand_in_for_images_and_add_directories,
 );
 
 fn multi_stage_build_runs_copies_and_configures(user: User) {
@@ -707,5 +708,57 @@ fn config_records_shell_volume_entrypoint_and_expansion(user: User) {
             .contains("VOLUME /data")
             && h["empty_layer"] == true),
         "{history:#?}"
+    );
+}
+
+fn named_contexts_stand_in_for_images_and_add_directories(user: User) {
+    let env = setup_as(
+        user,
+        "FROM base\n\
+         COPY --from=assets logo.txt /srv/logo.txt\n\
+         RUN --mount=type=bind,from=assets,target=/mnt/assets cat /mnt/assets/logo.txt > /srv/seen\n",
+        &[],
+    );
+    let assets = env.dir.path().join("assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    std::fs::write(assets.join("logo.txt"), "logo v1\n").unwrap();
+    env.give_away();
+    let assets_arg = format!("assets={}", assets.display());
+    let args = [
+        "-t",
+        "named:1",
+        "--build-context",
+        "base=docker-image://busybox:latest",
+        "--build-context",
+        &assets_arg,
+    ];
+    let out = build(&env, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rootfs = unpack(&env, "named:1");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("srv/logo.txt")).unwrap(),
+        "logo v1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("srv/seen")).unwrap(),
+        "logo v1\n"
+    );
+    assert!(rootfs.join("bin/busybox").exists(), "FROM base is busybox");
+
+    // A change in the named directory reruns what reads it.
+    env.write("../assets/logo.txt", "logo v2\n");
+    let again = build(&env, &args);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(cached_flags(&again), vec![false, false]);
+
+    // FROM a directory context is refused clearly.
+    env.write("Dockerfile", "FROM assets\n");
+    let refused = build(&env, &[&args[4], &args[5]]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("Dockerfile:1")
+            && stderr(&refused).contains("local directory context"),
+        "{}",
+        stderr(&refused)
     );
 }

@@ -215,6 +215,8 @@ struct Shared<'a> {
     reporter: &'a Reporter,
     cancel: &'a CancelToken,
     context: BuildContext,
+    /// Directory contexts by the name `COPY --from` / `RUN --mount from=` use.
+    named_contexts: BTreeMap<String, BuildContext>,
     images: BTreeMap<String, ImageInfo>,
     results: Mutex<BTreeMap<usize, Option<Arc<StageState>>>>,
     done: Condvar,
@@ -280,6 +282,16 @@ pub fn build(
         }
         .normalized();
         if let Base::Image(reference) = &stage.base {
+            if let Some(ExtraContext::Dir(dir)) = request.extra_contexts.get(reference) {
+                return Err(Error::Unsupported {
+                    location: stage.location.to_string(),
+                    what: format!(
+                        "FROM the local directory context {reference:?} ({}): \
+                         use it with COPY --from or RUN --mount from=",
+                        dir.display()
+                    ),
+                });
+            }
             wanted.push((reference.clone(), platform.clone()));
         }
         for step in &stage.steps {
@@ -316,12 +328,34 @@ pub fn build(
         );
         Ok(client_cell.get_or_init(|| made).clone())
     };
+    // Named contexts (`--build-context`, compose `additional_contexts`): an image
+    // context stands in for the reference it is named after; a directory one is
+    // another build context for `COPY --from` and `RUN --mount from=`.
     let mut images = BTreeMap::new();
+    let mut named_contexts = BTreeMap::new();
     for (reference, platform) in wanted {
-        if images.contains_key(&reference) {
+        if images.contains_key(&reference) || named_contexts.contains_key(&reference) {
             continue;
         }
-        let info = base::resolve(store, &reference, &platform, &client)?;
+        let image = match request.extra_contexts.get(&reference) {
+            Some(ExtraContext::Dir(dir)) => {
+                let context = BuildContext::open(
+                    dir,
+                    ContextOptions {
+                        dockerfile: None,
+                        stat_cache: None,
+                    },
+                )?;
+                named_contexts.insert(reference, context);
+                continue;
+            }
+            Some(ExtraContext::Image(image)) => image
+                .strip_prefix("docker-image://")
+                .unwrap_or(image)
+                .to_owned(),
+            None => reference.clone(),
+        };
+        let info = base::resolve(store, &image, &platform, &client)?;
         images.insert(reference, info);
     }
     let resolved = dockerfile.resolve_with_bases(&options, &|reference: &str| {
@@ -383,6 +417,7 @@ pub fn build(
         reporter,
         cancel,
         context,
+        named_contexts,
         images,
         results: Mutex::new(BTreeMap::new()),
         done: Condvar::new(),

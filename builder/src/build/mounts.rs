@@ -147,6 +147,14 @@ fn select(
             key.part("mount-stage").part(&state.key.to_string());
             (plan, Some(view))
         }
+        Some(StageOrImage::Image(name)) if shared.named_contexts.contains_key(name) => {
+            let plan = copy::plan(copy::Source::Context(&shared.named_contexts[name]), &op)
+                .map_err(copy_err)?;
+            key.part("mount-named-context")
+                .part(name)
+                .part(&copy::cache_digest(&plan).to_string());
+            (plan, None)
+        }
         Some(StageOrImage::Image(reference)) => {
             let info = &shared.images[reference];
             let view = rootfs_view(shared, &info.layers, location, instruction)?;

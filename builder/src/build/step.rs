@@ -93,6 +93,10 @@ pub(super) fn run_step(
                     key.part(&format!("from-stage {}", from.key));
                     copy::Source::Rootfs(&from_view)
                 }
+                Some(StageOrImage::Image(name)) if shared.named_contexts.contains_key(name) => {
+                    key.part(&format!("from-context {name}"));
+                    copy::Source::Context(&shared.named_contexts[name])
+                }
                 Some(StageOrImage::Image(reference)) => {
                     let info = &shared.images[reference];
                     from_view = rootfs_view(shared, &info.layers, &location, &step.source)?;

@@ -20,11 +20,10 @@
 //!    ones from the build or the store, pulled ones from their registry), for
 //!    [`Project::to_yaml_with_pins`](crate::frontend::compose::Project::to_yaml_with_pins).
 //!
-//! Named contexts whose value is an image (`docker-image://` and `service:`) are also
-//! substituted into the Dockerfile text handed to the solver (`FROM shared`,
-//! `COPY --from=shared`, `RUN --mount=...,from=shared`), because the solver does not
-//! read [`build::BuildRequest::extra_contexts`] yet; local-directory contexts that the
-//! Dockerfile uses are refused with a located error for the same reason.
+//! Named contexts (`additional_contexts`: directories, `docker-image://` and
+//! `service:`) go to the solver as [`build::BuildRequest::extra_contexts`]; a
+//! `service:` context names the other service's image in the store, which is why
+//! that service builds first.
 
 pub mod contexts;
 pub mod lock;

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::Error;
-use super::contexts::{image_references, substitute};
+use super::contexts::image_references;
 use crate::build::{self, store_name};
 use crate::export::Output;
 use crate::frontend::compose::{
@@ -362,42 +362,6 @@ impl Planner<'_> {
             .filter(|(context_name, _)| references.contains(*context_name))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        for reference in &references {
-            if let Some(build::ExtraContext::Dir(_)) = out.extra_contexts.get(reference) {
-                self.context_problem(
-                    service,
-                    reference,
-                    "local directory contexts used by the Dockerfile (the build engine reads only image contexts so far)",
-                );
-            }
-        }
-        if !used_contexts.is_empty() {
-            let stage_names: BTreeSet<String> = parsed
-                .stages
-                .iter()
-                .filter_map(|s| s.name.clone())
-                .collect();
-            let rewritten = substitute(&text, &used_contexts, &stage_names);
-            // A reference the rewrite could not see (e.g. through an ARG) would be
-            // pulled as an image of that name: refuse it instead.
-            let again = dockerfile::load(&rewritten, &display_name)
-                .and_then(|d| d.resolve(&resolve_options))
-                .map_err(dockerfile_error)?;
-            for left in image_references(&again) {
-                if used_contexts.contains_key(&left) {
-                    self.context_problem(
-                        service,
-                        &left,
-                        "a named context referred to through a variable",
-                    );
-                }
-            }
-            out.dockerfile = build::DockerfileSource::Inline {
-                name: display_name.clone(),
-                text: rewritten,
-            };
-        }
-
         let mut pull = Vec::new();
         for reference in &references {
             let image = used_contexts.get(reference).unwrap_or(reference);
@@ -422,29 +386,6 @@ impl Planner<'_> {
             pull,
             outputs,
         })
-    }
-
-    fn context_problem(&mut self, service: &Service, context_name: &str, feature: &str) {
-        let location = service
-            .build
-            .as_ref()
-            .and_then(|b| b.additional_contexts.get(context_name))
-            .map(|c| c.location.clone())
-            .unwrap_or_else(|| build_key_location(service, "additional_contexts"));
-        let path = KeyPath::from_keys(&[
-            "services",
-            service.name.as_str(),
-            "build",
-            "additional_contexts",
-            context_name,
-        ]);
-        self.problems.push(Diagnostic::new(
-            &location,
-            &path,
-            Problem::Unsupported {
-                feature: feature.to_owned(),
-            },
-        ));
     }
 
     /// `platforms` (or the service's `platform`): one is the build's platform.

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kiln_builder::build::{
-    BuildRequest, Compression, DockerfileSource, Entitlement, NetworkMode, SecretSource,
-    SecretValue, SshSource,
+    BuildRequest, Compression, DockerfileSource, Entitlement, ExtraContext, NetworkMode,
+    SecretSource, SecretValue, SshSource,
 };
 use kiln_builder::image::Format;
 use kiln_builder::platform::Platform;
@@ -48,6 +48,10 @@ pub struct Args {
     /// and bare ids take $SSH_AUTH_SOCK)
     #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
     pub ssh: Vec<String>,
+    /// A named context for `COPY --from=NAME`, `RUN --mount from=NAME` or `FROM NAME`:
+    /// `NAME=DIR` or `NAME=docker-image://REF`; repeatable
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// Grant a privilege: `security.insecure` (for RUN --security=insecure) or `network.host`
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     pub allow: Vec<String>,
@@ -168,6 +172,39 @@ fn parse_secret(spec: &str) -> Result<SecretSource, Failure> {
     Ok(SecretSource { id, source })
 }
 
+/// `--build-context NAME=DIR|docker-image://REF`.
+fn parse_build_context(spec: &str) -> Result<(String, ExtraContext), Failure> {
+    let hint = "use --build-context NAME=./dir or --build-context NAME=docker-image://REF";
+    let Some((name, value)) = spec
+        .split_once('=')
+        .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+    else {
+        return Err(Failure::usage(format!(
+            "invalid --build-context {spec:?}: expected NAME=VALUE"
+        ))
+        .with_hint(hint));
+    };
+    let context = if let Some(reference) = value.strip_prefix("docker-image://") {
+        ExtraContext::Image(reference.to_owned())
+    } else if value.contains("://") || value.starts_with("git@") {
+        return Err(Failure::usage(format!(
+            "--build-context {name}={value}: only local directories and docker-image:// \
+             references are supported (no git or URL contexts yet)"
+        ))
+        .with_hint(hint));
+    } else {
+        let dir = PathBuf::from(value);
+        if !dir.is_dir() {
+            return Err(
+                Failure::usage(format!("--build-context {name}={value}: not a directory"))
+                    .with_hint(hint),
+            );
+        }
+        ExtraContext::Dir(dir)
+    };
+    Ok((name.to_owned(), context))
+}
+
 /// `--ssh default`, `--ssh id=/path/to/agent.sock`, `--ssh id=key1,key2`.
 fn parse_ssh(spec: &str) -> Result<SshSource, Failure> {
     let hint = "use --ssh default (forwards $SSH_AUTH_SOCK) or --ssh ID=/path/to/agent.sock";
@@ -250,6 +287,10 @@ impl Args {
             .iter()
             .map(|s| parse_secret(s))
             .collect::<Result<_, _>>()?;
+        for spec in &self.build_contexts {
+            let (name, context) = parse_build_context(spec)?;
+            request.extra_contexts.insert(name, context);
+        }
         request.ssh = self
             .ssh
             .iter()
