@@ -13,6 +13,7 @@ packages=(
   apache2-utils     # htpasswd for the basic-auth registry
   openssl           # the test CA and token-signing keys
   ca-certificates
+  git               # --tag-scheme semver-sha reads the context's commit; the release tests make repos
   docker.io         # dockerd, started by the tests with its own data root: pulls and runs kiln's images; the differential tests and benches
   buildah           # the benches compare against buildah bud --isolation chroot
 )
