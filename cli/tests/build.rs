@@ -753,7 +753,7 @@ fn named_contexts_stand_in_for_images_and_add_directories(user: User) {
 
     // FROM a directory context is refused clearly.
     env.write("Dockerfile", "FROM assets\n");
-    let refused = build(&env, &[&args[4], &args[5]]);
+    let refused = build(&env, &[args[4], args[5]]);
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
     assert!(
         stderr(&refused).contains("Dockerfile:1")

@@ -156,9 +156,19 @@ fn semver_sha_tags_and_the_rollback_drill() {
     ));
     assert!(good.starts_with("sha256:"), "{good}");
     let short = &good_commit[..7];
+    // Besides the release tags, one `sha256-<hex>` tag: the SBOM referrer
+    // (the fallback for registries without the referrers API).
+    let tags = registry_tags(&host, "app");
+    let (referrer_tags, release_tags): (Vec<String>, Vec<String>) =
+        tags.into_iter().partition(|t| t.starts_with("sha256-"));
     assert_eq!(
-        registry_tags(&host, "app"),
+        release_tags,
         ["1", "1.0", "1.0.0", &format!("1.0.0-sha.{short}"), "stable"]
+    );
+    assert_eq!(
+        referrer_tags,
+        [good.trim().replace(':', "-")],
+        "the SBOM referrer of the image"
     );
     for tag in ["1", "1.0", "1.0.0", "stable"] {
         assert_eq!(registry_digest(&host, "app", tag), good);

@@ -653,16 +653,11 @@ services:
             worker.request.extra_contexts["shared"],
             build::ExtraContext::Image("shop-api:dev".into())
         );
-        match &worker.request.dockerfile {
-            build::DockerfileSource::Inline { name, text } => {
-                assert_eq!(name, "Dockerfile");
-                assert!(
-                    text.contains("COPY --from=shop-api:dev /etc/hostname"),
-                    "{text}"
-                );
-            }
-            other => panic!("expected the rewritten Dockerfile, got {other:?}"),
-        }
+        assert!(
+            matches!(&worker.request.dockerfile, build::DockerfileSource::Path(p) if p.ends_with("Dockerfile")),
+            "the Dockerfile is handed over as it is: {:?}",
+            worker.request.dockerfile
+        );
     }
 
     #[test]
