@@ -20,6 +20,10 @@
 //! with basic auth, or bearer tokens from an issuer served by the harness.
 //! [`images::push`] copies an image there with the real `skopeo`.
 //!
+//! [`docker::DockerDaemon`] starts a real `dockerd` (as root) with a data
+//! root, exec root and socket of its own, for tests that pull, run and build
+//! with a real Docker engine.
+//!
 //! Caches live under `$KILN_TESTIMAGES_CACHE`, else
 //! `$XDG_CACHE_HOME/kiln-testimages`, else `$HOME/.cache/kiln-testimages`.
 //! Images handed out by this crate are shared between tests: treat their layout
@@ -28,6 +32,7 @@
 //! Errors: every fallible function returns [`Error`], whose variants name the
 //! file, command, URL or image concerned.
 
+pub mod docker;
 pub mod images;
 pub mod registry;
 pub mod schema;
