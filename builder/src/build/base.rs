@@ -258,3 +258,30 @@ impl BlobStore for StoreAdapter {
         Ok(Box::new(file) as Box<dyn kiln_registry::BlobReader>)
     }
 }
+
+/// A registry client and the runtime it runs on, for base images and SBOM sources.
+pub(crate) fn registry_client(
+    insecure_registries: &[String],
+) -> Result<
+    (
+        kiln_registry::RegistryClient,
+        std::sync::Arc<tokio::runtime::Runtime>,
+    ),
+    Error,
+> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Runtime {
+            reason: e.to_string(),
+        })?;
+    let config = kiln_registry::ClientConfig {
+        insecure_registries: insecure_registries.to_vec(),
+        ..Default::default()
+    };
+    Ok((
+        kiln_registry::RegistryClient::new(config),
+        std::sync::Arc::new(runtime),
+    ))
+}

@@ -311,21 +311,7 @@ pub fn build(
         if let Some(c) = client_cell.get() {
             return Ok(c.clone());
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Runtime {
-                reason: e.to_string(),
-            })?;
-        let config = kiln_registry::ClientConfig {
-            insecure_registries: request.insecure_registries.clone(),
-            ..Default::default()
-        };
-        let made = (
-            kiln_registry::RegistryClient::new(config),
-            Arc::new(runtime),
-        );
+        let made = base::registry_client(&request.insecure_registries)?;
         Ok(client_cell.get_or_init(|| made).clone())
     };
     // Named contexts (`--build-context`, compose `additional_contexts`): an image

@@ -734,23 +734,7 @@ pub fn image_sbom(
     let platform = options.platform.clone().unwrap_or_else(Platform::host);
     let (info, blobs, repository, tags) = match source {
         SbomSource::Reference(reference) => {
-            let client = || -> Result<_, Error> {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .map_err(|e| Error::Runtime {
-                        reason: e.to_string(),
-                    })?;
-                let config = kiln_registry::ClientConfig {
-                    insecure_registries: options.insecure_registries.clone(),
-                    ..Default::default()
-                };
-                Ok((
-                    kiln_registry::RegistryClient::new(config),
-                    Arc::new(runtime),
-                ))
-            };
+            let client = || base::registry_client(&options.insecure_registries);
             let info = base::resolve(store, reference, &platform, &client)?;
             let (repository, tags) = repository_and_tags(std::slice::from_ref(reference));
             (info, store.clone(), repository, tags)
