@@ -411,20 +411,20 @@ impl Buildah {
             root: dir.join("buildah-root"),
             runroot: dir.join("buildah-runroot"),
         };
-        let out = buildah
-            .command()
-            .args(["pull", "--quiet"])
+        // `buildah pull oci:PATH` derives a name from the path, which a
+        // path like `~/.cache/…` makes invalid: let skopeo name it.
+        let destination = format!(
+            "containers-storage:[overlay@{}+{}]docker.io/library/{BASE}",
+            buildah.root.display(),
+            buildah.runroot.display()
+        );
+        let out = Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--quiet"])
             .arg(base.skopeo_ref())
+            .arg(&destination)
             .output()
-            .expect("buildah pull");
-        check(&out, "buildah pull of the base");
-        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let out = buildah
-            .command()
-            .args(["tag", &id, &format!("docker.io/library/{BASE}")])
-            .output()
-            .expect("buildah tag");
-        check(&out, "buildah tag of the base");
+            .expect("skopeo copy");
+        check(&out, "skopeo copy of the base into buildah's storage");
         buildah
     }
 
