@@ -446,3 +446,61 @@ fn local_caches_round_trip_and_bad_specs_are_usage_errors() {
     let bad = fixture.build(&fixture.store("bad2"), &["--cache-from", "type=gha"]);
     assert_eq!(bad.output.status.code(), Some(2), "{}", bad.stderr());
 }
+
+#[test]
+fn cache_mounts_travel_through_the_registry_with_mode_max() {
+    let registry = TestRegistry::start(Mode::Http).unwrap();
+    let fixture = Fixture::new();
+    // The step appends to a file in a cache mount and records what it saw; a
+    // changed build arg reruns it.
+    std::fs::write(
+        fixture.context.join("Dockerfile"),
+        "FROM busybox\n\
+         ARG ROUND\n\
+         RUN --mount=type=cache,id=pkgs,target=/var/cache/pkgs \
+             echo \"$ROUND\" >> /var/cache/pkgs/rounds && cat /var/cache/pkgs/rounds > /seen\n",
+    )
+    .unwrap();
+    let cache = format!("{}/cache/mounts:main", registry.host());
+    let first_home = fixture.store("first");
+    let first = fixture.build(
+        &first_home,
+        &[
+            "--build-arg",
+            "ROUND=one",
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max"),
+        ],
+    );
+    first.digest();
+
+    // A fresh store, as on a new CI runner: the mount's content comes back.
+    let fresh_home = fixture.store("fresh");
+    let second = fixture.build(
+        &fresh_home,
+        &[
+            "--build-arg",
+            "ROUND=two",
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+        ],
+    );
+    second.digest();
+    let unpacked = fixture.dir.path().join("bundle");
+    let status = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:app:1", fresh_home.display()))
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read_to_string(unpacked.join("rootfs/seen")).unwrap(),
+        "one\ntwo\n",
+        "the second build saw what the first put in the cache mount"
+    );
+    assert!(
+        !unpacked.join("rootfs/var/cache/pkgs/rounds").exists(),
+        "the cache mount is not in the image"
+    );
+}
