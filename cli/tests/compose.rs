@@ -607,3 +607,50 @@ fn project_errors_are_located_and_exit_1() {
     let out = kiln(&env, &["compose", "build", "nope"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn pull_true_fetches_the_registrys_current_base() {
+    let registry = TestRegistry::start(Mode::Http).unwrap();
+    let host = registry.host();
+    let base = format!("{host}/base/os:1");
+    let env = setup(&[
+        (
+            "compose.yaml",
+            "services:\n  app:\n    image: kiln-test/pulled:1\n    build:\n      context: ./app\n      pull: true\n",
+        ),
+        (
+            "app/Dockerfile",
+            &format!("FROM {base}\nRUN cat /version > /seen 2>/dev/null || echo none > /seen\n"),
+        ),
+    ]);
+    ok(&kiln(&env, &["push", "busybox:latest", &base]));
+    let first = kiln(&env, &["compose", "build", "--progress", "plain"]);
+    ok(&first);
+    assert!(
+        stderr(&first).contains(&format!("pulled {base}")),
+        "{}",
+        stderr(&first)
+    );
+    let rootfs = unpack(&env, "kiln-test/pulled:1");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("seen")).unwrap(),
+        "none\n"
+    );
+    std::fs::remove_dir_all(rootfs.parent().unwrap()).unwrap();
+
+    // Another machine pushes a new base under the same tag.
+    let publisher = setup(&[("ctx/Dockerfile", "FROM busybox\nRUN echo v2 > /version\n")]);
+    let ctx = publisher.project().join("ctx");
+    ok(&kiln(
+        &publisher,
+        &["build", "-t", &base, "--push", ctx.to_str().unwrap()],
+    ));
+
+    // `pull: true` uses it, although the store still has the old one by that name.
+    ok(&kiln(&env, &["compose", "build", "--progress", "plain"]));
+    let rootfs = unpack(&env, "kiln-test/pulled:1");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("seen")).unwrap(),
+        "v2\n"
+    );
+}

@@ -146,6 +146,22 @@ pub fn resolve(
             return from_store(store, reference, &descriptor, platform);
         }
     }
+    let descriptor = pull(store, reference, platform, client)?;
+    from_store(store, reference, &descriptor, platform)
+}
+
+/// Pulls `reference` from its registry into the store, every blob verified, and
+/// names it there by [`store_name`]; returns the manifest (or index) descriptor.
+pub fn pull(
+    store: &Store,
+    reference: &str,
+    platform: &Platform,
+    client: &dyn Fn() -> Result<(RegistryClient, Arc<tokio::runtime::Runtime>), Error>,
+) -> Result<Descriptor, Error> {
+    let parsed = Reference::parse(reference).map_err(|source| Error::Reference {
+        reference: reference.to_owned(),
+        source,
+    })?;
     let (client, runtime) = client()?;
     let adapter = StoreAdapter(store.clone());
     let pulled = runtime
@@ -174,7 +190,7 @@ pub fn resolve(
         artifact_type: None,
     };
     store.tag(&store_name(reference), &descriptor)?;
-    from_store(store, reference, &descriptor, platform)
+    Ok(descriptor)
 }
 
 /// The content store as the registry client's blob store.
@@ -260,7 +276,7 @@ impl BlobStore for StoreAdapter {
 }
 
 /// A registry client and the runtime it runs on, for base images and SBOM sources.
-pub(crate) fn registry_client(
+pub fn registry_client(
     insecure_registries: &[String],
 ) -> Result<
     (

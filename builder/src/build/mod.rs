@@ -40,7 +40,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
-pub use base::{ImageInfo, LayerRef, StoreAdapter, store_name};
+pub use base::{
+    ImageInfo, LayerRef, StoreAdapter, pull as pull_image, registry_client, store_name,
+};
 pub use mounts::RunProblem;
 pub use request::*;
 

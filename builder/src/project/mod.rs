@@ -68,13 +68,6 @@ pub enum Error {
         #[source]
         source: Box<build::Error>,
     },
-    #[error("service {service}: pulling {reference}: {source}")]
-    Pull {
-        service: String,
-        reference: String,
-        #[source]
-        source: Box<kiln_registry::Error>,
-    },
     #[error("service {service}: writing output {}: {source}", dest.display())]
     Export {
         service: String,
@@ -108,6 +101,4 @@ pub enum Error {
     },
     #[error("SOURCE_DATE_EPOCH={value:?} is not a number of seconds")]
     SourceDateEpoch { value: String },
-    #[error("starting the registry client: {reason}")]
-    Runtime { reason: String },
 }

@@ -13,16 +13,14 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use kiln_registry::{PullOptions, Reference, RegistryClient};
-
 use super::Error;
 use super::plan::{Plan, ServicePlan};
-use crate::build::{self, BuildOutput, StoreAdapter, store_name};
+use crate::build::{self, BuildOutput};
 use crate::executor::CancelToken;
 use crate::export;
 use crate::platform::Platform;
 use crate::progress::Reporter;
-use crate::store::{Descriptor, Store};
+use crate::store::Store;
 
 /// How to run the plan.
 #[derive(Debug, Clone, Default)]
@@ -191,59 +189,16 @@ fn build_service(
 /// `pull: true`: fetch each base image again and point its store name at it, so the
 /// build uses the registry's current image instead of the store's copy.
 fn pull_bases(store: &Store, plan: &ServicePlan, reporter: &Reporter) -> Result<(), Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Runtime {
-            reason: e.to_string(),
-        })?;
-    let client = RegistryClient::new(kiln_registry::ClientConfig {
-        insecure_registries: plan.request.insecure_registries.clone(),
-        ..Default::default()
-    });
+    let failed = |source| Error::ServiceFailed {
+        service: plan.service.clone(),
+        source: Box::new(source),
+    };
+    let (client, runtime) =
+        build::registry_client(&plan.request.insecure_registries).map_err(failed)?;
+    let client = || Ok((client.clone(), runtime.clone()));
     let platform = plan.request.platform.clone().unwrap_or_else(Platform::host);
     for image in &plan.pull {
-        let reference = Reference::parse(image).map_err(|source| Error::Reference {
-            service: plan.service.clone(),
-            reference: image.clone(),
-            source: Box::new(source),
-        })?;
-        let pulled = runtime
-            .block_on(client.pull(
-                &reference,
-                &PullOptions {
-                    platform: Some(platform.clone()),
-                },
-                &StoreAdapter(store.clone()),
-            ))
-            .map_err(|source| Error::Pull {
-                service: plan.service.clone(),
-                reference: image.clone(),
-                source: Box::new(source),
-            })?;
-        let top = pulled
-            .index
-            .as_ref()
-            .unwrap_or(&pulled.manifest)
-            .descriptor();
-        let descriptor = Descriptor {
-            media_type: top.media_type().to_string(),
-            digest: top
-                .digest()
-                .to_string()
-                .parse()
-                .expect("registry digests are sha256"),
-            size: top.size(),
-            annotations: Default::default(),
-            platform: None,
-            artifact_type: None,
-        };
-        store
-            .tag(&store_name(image), &descriptor)
-            .map_err(|source| Error::Store {
-                service: plan.service.clone(),
-                source: Box::new(source),
-            })?;
+        let descriptor = build::pull_image(store, image, &platform, &client).map_err(failed)?;
         reporter.notice(format!(
             "[{}] pulled {image} ({})",
             plan.service, descriptor.digest
