@@ -569,6 +569,15 @@ fn overlay_and_copy_modes_give_the_same_image(user: User) {
         digests.push(String::from_utf8(out.stdout).unwrap());
     }
     assert_eq!(digests[0], digests[1], "overlay and copy mode: one image");
+
+    let env = setup_as(user, dockerfile, &[]);
+    let out = build_with(&env, &[], &[("KILN_SNAPSHOTTER", "zfs")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("KILN_SNAPSHOTTER=\"zfs\": use overlay, copy or auto"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn target_dockerignore_chown_and_add_of_a_tar(user: User) {

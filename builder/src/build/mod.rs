@@ -135,6 +135,18 @@ pub enum Error {
     },
     #[error("{location}: {what} is not supported by kiln yet")]
     Unsupported { location: String, what: String },
+    #[error(
+        "{location}: FROM {name}: {name} is a local directory context ({}); a directory \
+         serves COPY --from and RUN --mount from=, not as a base image",
+        dir.display()
+    )]
+    DirectoryContextAsBase {
+        location: String,
+        name: String,
+        dir: PathBuf,
+    },
+    #[error("KILN_SNAPSHOTTER={value:?}: use overlay, copy or auto")]
+    InvalidSnapshotter { value: String },
     #[error("the build was cancelled")]
     Cancelled,
     #[error("stage {stage} could not be built because a stage it needs failed")]
@@ -285,13 +297,10 @@ pub fn build(
         .normalized();
         if let Base::Image(reference) = &stage.base {
             if let Some(ExtraContext::Dir(dir)) = request.extra_contexts.get(reference) {
-                return Err(Error::Unsupported {
+                return Err(Error::DirectoryContextAsBase {
                     location: stage.location.to_string(),
-                    what: format!(
-                        "FROM the local directory context {reference:?} ({}): \
-                         use it with COPY --from or RUN --mount from=",
-                        dir.display()
-                    ),
+                    name: reference.clone(),
+                    dir: dir.clone(),
                 });
             }
             wanted.push((reference.clone(), platform.clone()));

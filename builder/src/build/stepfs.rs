@@ -37,9 +37,8 @@ impl Choice {
             Err(_) | Ok("") | Ok("auto") => Ok(Choice::Auto),
             Ok("overlay") => Ok(Choice::Forced(Mode::Overlay)),
             Ok("copy") => Ok(Choice::Forced(Mode::Copy)),
-            Ok(other) => Err(Error::Unsupported {
-                location: "KILN_SNAPSHOTTER".into(),
-                what: format!("snapshotter {other:?} (use overlay, copy or auto)"),
+            Ok(other) => Err(Error::InvalidSnapshotter {
+                value: other.to_owned(),
             }),
         }
     }
