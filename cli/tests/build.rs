@@ -168,14 +168,7 @@ fn unpack(env: &Env, name: &str) -> PathBuf {
         .parent()
         .unwrap()
         .join(format!("bundle-{}", name.replace([':', '/'], "_")));
-    let status = Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:{name}", env.home.display()))
-        .arg(&bundle)
-        .status()
-        .unwrap();
-    assert!(status.success(), "umoci unpack failed");
-    bundle.join("rootfs")
+    kiln_testimages::umoci_unpack(&env.home, name, &bundle).unwrap()
 }
 
 fn manifest_of(env: &Env, name: &str) -> serde_json::Value {

@@ -12,13 +12,13 @@ use kiln_builder::digest::Digest;
 use kiln_builder::store::Store;
 use kiln_testimages::registry::{Mode, TestRegistry};
 
-/// A multi-stage build with no metadata instructions (their history entries carry
-/// the build time), whose RUN steps would write different bytes if they ran again.
+/// A multi-stage build whose RUN steps write different bytes each time they run (a
+/// random UUID from the kernel), so a step that ran cannot pass for a cached one.
 const DOCKERFILE: &str = "FROM busybox AS builder\n\
-     RUN echo built > /built && date +%s%N > /builder-stamp\n\
+     RUN echo built > /built && cat /proc/sys/kernel/random/uuid > /builder-stamp\n\
      FROM busybox\n\
      COPY --from=builder /built /built\n\
-     RUN date +%s%N > /final-stamp\n";
+     RUN cat /proc/sys/kernel/random/uuid > /final-stamp\n";
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -145,9 +145,10 @@ fn cached_by_instruction(build: &Build) -> BTreeMap<String, bool> {
         .collect()
 }
 
-const BUILDER_RUN: &str = "builder: RUN echo built > /built && date +%s%N > /builder-stamp";
+const BUILDER_RUN: &str =
+    "builder: RUN echo built > /built && cat /proc/sys/kernel/random/uuid > /builder-stamp";
 const FINAL_COPY: &str = "stage-1: COPY --from=builder /built /built";
-const FINAL_RUN: &str = "stage-1: RUN date +%s%N > /final-stamp";
+const FINAL_RUN: &str = "stage-1: RUN cat /proc/sys/kernel/random/uuid > /final-stamp";
 
 /// The blob digests of the image `name` in the store at `home`.
 fn image_layers(home: &Path, name: &str) -> Vec<String> {
@@ -486,21 +487,16 @@ fn cache_mounts_travel_through_the_registry_with_mode_max() {
         ],
     );
     second.digest();
-    let unpacked = fixture.dir.path().join("bundle");
-    let status = Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:app:1", fresh_home.display()))
-        .arg(&unpacked)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let rootfs =
+        kiln_testimages::umoci_unpack(&fresh_home, "app:1", &fixture.dir.path().join("bundle"))
+            .unwrap();
     assert_eq!(
-        std::fs::read_to_string(unpacked.join("rootfs/seen")).unwrap(),
+        std::fs::read_to_string(rootfs.join("seen")).unwrap(),
         "one\ntwo\n",
         "the second build saw what the first put in the cache mount"
     );
     assert!(
-        !unpacked.join("rootfs/var/cache/pkgs/rounds").exists(),
+        !rootfs.join("var/cache/pkgs/rounds").exists(),
         "the cache mount is not in the image"
     );
 }

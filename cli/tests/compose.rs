@@ -155,14 +155,7 @@ fn unpack(env: &Env, name: &str) -> PathBuf {
         .dir
         .path()
         .join(format!("bundle-{}", name.replace([':', '/'], "_")));
-    let status = Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:{name}", env.home.display()))
-        .arg(&bundle)
-        .status()
-        .unwrap();
-    assert!(status.success(), "umoci unpack {name} failed");
-    bundle.join("rootfs")
+    kiln_testimages::umoci_unpack(&env.home, name, &bundle).unwrap()
 }
 
 /// The digest a registry gives for a reference, as skopeo (a real client) sees it.

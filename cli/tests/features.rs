@@ -78,14 +78,7 @@ fn unpack(env: &Env, name: &str) -> PathBuf {
         .dir
         .path()
         .join(format!("bundle-{}", name.replace([':', '/'], "_")));
-    let status = Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:{name}", env.home.display()))
-        .arg(&bundle)
-        .status()
-        .unwrap();
-    assert!(status.success(), "umoci unpack failed");
-    bundle.join("rootfs")
+    kiln_testimages::umoci_unpack(&env.home, name, &bundle).unwrap()
 }
 
 fn read(rootfs: &Path, path: &str) -> String {

@@ -280,14 +280,7 @@ fn layer_digests(store: &Store, image: &Digest) -> Vec<String> {
 
 /// The files of an image, flattened with umoci (a real tool).
 fn unpack(home: &Path, name: &str, bundle: &Path) -> PathBuf {
-    let status = Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:{name}", home.display()))
-        .arg(bundle)
-        .status()
-        .unwrap();
-    assert!(status.success(), "umoci unpack failed");
-    bundle.join("rootfs")
+    kiln_testimages::umoci_unpack(home, name, bundle).unwrap()
 }
 
 struct Fixture {

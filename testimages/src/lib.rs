@@ -94,6 +94,19 @@ pub fn cache_root() -> PathBuf {
     }
 }
 
+/// Flattens image `name` of the OCI layout `layout` into the bundle directory
+/// `bundle` with `umoci unpack` (a real tool; as root it keeps owners) and returns
+/// the bundle's `rootfs`.
+pub fn umoci_unpack(layout: &Path, name: &str, bundle: &Path) -> Result<PathBuf, Error> {
+    command::run(
+        std::process::Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:{name}", layout.display()))
+            .arg(bundle),
+    )?;
+    Ok(bundle.join("rootfs"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
