@@ -12,6 +12,8 @@
 //!   safe, whiteout-aware unpacking.
 //! - [`store`]: the content store, itself a valid OCI image layout.
 //! - [`project`]: a whole compose project: build graph, parallel scheduling, lock pins.
+//! - [`verify`]: rebuild an image (or build twice) and explain layer by layer,
+//!   file by file and field by field how the results differ.
 //!
 //! Libraries never print: progress is reported as [`progress::Event`]s.
 //!
@@ -44,3 +46,4 @@ pub mod rootfs;
 pub mod snapshot;
 pub mod store;
 pub mod tags;
+pub mod verify;

@@ -183,6 +183,16 @@ pub fn git_revision(dir: &Path) -> Result<GitRevision, Error> {
     })
 }
 
+/// The committer time (Unix seconds) of the commit checked out in the git
+/// repository that contains `dir`; `None` outside a repository, in one without
+/// commits, or without a `git` command (a default, not a requirement).
+pub fn git_commit_time(dir: &Path) -> Option<i64> {
+    git(dir, &["log", "-1", "--format=%ct", "HEAD"])
+        .ok()
+        .flatten()
+        .and_then(|time| time.parse().ok())
+}
+
 fn git_command(dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new("git");
     // Reading only: a checkout owned by another user (CI containers) is fine.

@@ -12,8 +12,12 @@
 //! - `metadata.timestamp` is [`ImageDescription::created`] (the caller passes
 //!   `SOURCE_DATE_EPOCH` when set); `metadata.component` is the image (type
 //!   `container`, purl `pkg:oci/<name>@sha256%3A…?repository_url=…&tag=…`, tags
-//!   as `kiln:image:tag` properties); build arguments and the Dockerfile digest
-//!   are `metadata.properties`.
+//!   as `kiln:image:tag` properties); the build's inputs are
+//!   `metadata.properties`, so that `kiln verify` can rebuild with them:
+//!   `kiln:build-arg:NAME` (each build argument used), `kiln:dockerfile:digest`,
+//!   `kiln:source-date-epoch`, `kiln:target` and `kiln:base:NAME` (each image a
+//!   needed stage names, as the Dockerfile names it, = `reference@sha256:…` of
+//!   the manifest used). None of them changes the image digest.
 //! - Each package records the layer that introduced it (`kiln:layer:digest`,
 //!   `kiln:layer:diff_id`, `kiln:instruction`, `kiln:source`, `kiln:stage`,
 //!   `kiln:base-image`), the files that prove it (`evidence.occurrences`) and
@@ -52,6 +56,14 @@ pub struct ImageDescription {
     pub build_args: BTreeMap<String, String>,
     /// Digest of the Dockerfile (`sha256:…`).
     pub dockerfile_digest: Option<String>,
+    /// `SOURCE_DATE_EPOCH` the build was given, if any.
+    pub source_date_epoch: Option<i64>,
+    /// The `--target` stage the build was given, if any.
+    pub target: Option<String>,
+    /// Every image the needed stages name (`FROM`, `COPY --from`, `RUN --mount
+    /// from=`), keyed as the Dockerfile names it, valued `reference@sha256:…` of
+    /// the manifest the build used.
+    pub pinned_images: BTreeMap<String, String>,
     /// Instructions executed, in order.
     pub steps: Vec<BuildStep>,
     /// Creation time, seconds since the Unix epoch (`SOURCE_DATE_EPOCH`).
@@ -175,6 +187,15 @@ pub fn build(inventory: &Inventory, image: &ImageDescription) -> Result<Bom, Err
         .collect();
     if let Some(digest) = &image.dockerfile_digest {
         properties.push(Property::new("kiln:dockerfile:digest", digest.as_str()));
+    }
+    if let Some(epoch) = image.source_date_epoch {
+        properties.push(Property::new("kiln:source-date-epoch", epoch.to_string()));
+    }
+    if let Some(target) = &image.target {
+        properties.push(Property::new("kiln:target", target.as_str()));
+    }
+    for (name, pinned) in &image.pinned_images {
+        properties.push(Property::new(format!("kiln:base:{name}"), pinned.as_str()));
     }
 
     Ok(Bom {

@@ -115,6 +115,22 @@ pub fn from_store(
     })
 }
 
+/// Puts the blobs of `info` (manifest, config, layers) from `from` into `to`:
+/// hard links where both stores are on one file system, else verified copies.
+pub fn copy_image(from: &Store, to: &Store, info: &ImageInfo) -> Result<(), Error> {
+    let manifest_size = from.blob_size(&info.manifest_digest)?;
+    to.link_blob_from(from, &info.manifest_digest, manifest_size)?;
+    let manifest = Manifest::parse(
+        &from.read_blob(&info.manifest_digest)?,
+        &info.manifest_digest,
+    )?;
+    to.link_blob_from(from, &manifest.config.digest, manifest.config.size)?;
+    for layer in &info.layers {
+        to.link_blob_from(from, &layer.digest, layer.size)?;
+    }
+    Ok(())
+}
+
 /// Finds `reference` in the store, or pulls it from its registry into the
 /// store (named by [`store_name`]).
 pub fn resolve(

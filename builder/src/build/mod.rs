@@ -41,7 +41,8 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 pub use base::{
-    ImageInfo, LayerRef, StoreAdapter, pull as pull_image, registry_client, store_name,
+    ImageInfo, LayerRef, StoreAdapter, from_store as image_from_store, pull as pull_image,
+    registry_client, store_name,
 };
 pub use mounts::RunProblem;
 pub use request::*;
@@ -198,6 +199,9 @@ pub struct BuildOutput {
     pub descriptor: Descriptor,
     pub config_digest: Digest,
     pub layers: Vec<LayerRef>,
+    /// Where each of `layers` came from: the base image, or the instruction
+    /// (and `Dockerfile:N`) of the step that made it.
+    pub origins: Vec<sbom::LayerOrigin>,
     /// Names given to the image in the store.
     pub tags: Vec<String>,
     /// Steps that ran (not from the cache).
@@ -352,7 +356,14 @@ pub fn build(
                 .to_owned(),
             None => reference.clone(),
         };
-        let info = base::resolve(store, &image, &platform, &client)?;
+        let info = match &request.base_store {
+            Some(base_store) => {
+                let info = base::resolve(base_store, &image, &platform, &client)?;
+                base::copy_image(base_store, store, &info)?;
+                info
+            }
+            None => base::resolve(store, &image, &platform, &client)?,
+        };
         images.insert(reference, info);
     }
     let resolved = dockerfile.resolve_with_bases(&options, &|reference: &str| {

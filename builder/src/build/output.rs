@@ -71,6 +71,7 @@ pub(super) fn write_image(shared: &Shared<'_>, state: &StageState) -> Result<Bui
         descriptor,
         config_digest,
         layers: state.layers.clone(),
+        origins: state.origins.clone(),
         tags,
         steps_run: 0,
         steps_cached: 0,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::image::Format;
 use crate::platform::Platform;
+use crate::store::Store;
 
 /// Where the Dockerfile comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +119,11 @@ pub struct BuildRequest {
     pub cache_from: Vec<String>,
     /// Where to export cache to: buildx-style specs (`type=registry,ref=…,mode=max`).
     pub cache_to: Vec<String>,
+    /// Where base images are found (or pulled into) when that is not the
+    /// build's own store: a build into a fresh, empty store (`kiln verify`)
+    /// takes them from the user's store, and their blobs are linked (or
+    /// copied, verified) into the build's store. `None`: the build's store.
+    pub base_store: Option<Store>,
 }
 
 impl BuildRequest {
@@ -146,6 +152,7 @@ impl BuildRequest {
             sbom: true,
             cache_from: Vec::new(),
             cache_to: Vec::new(),
+            base_store: None,
         }
     }
 }

@@ -20,8 +20,9 @@
 //!   one (no decompression; a new `RUN` layer always has one), else from its
 //!   blob through a streaming decompressor.
 //! - **Deterministic.** The document depends only on the image (manifest digest,
-//!   config `created`), the request (tags, build args, Dockerfile) and kiln's
-//!   version: the timestamp is `SOURCE_DATE_EPOCH` when set, else the image's
+//!   config `created`), the request (tags, build args, target,
+//!   `SOURCE_DATE_EPOCH`, Dockerfile, the digests of the images it names) and
+//!   kiln's version: the timestamp is `SOURCE_DATE_EPOCH` when set, else the image's
 //!   `created` (the build time of its last step, which a cached rebuild keeps).
 //! - **Stored as a referrer.** The document blob, the empty config blob
 //!   (`{}`, `application/vnd.oci.empty.v1+json`) and an artifact manifest
@@ -236,7 +237,7 @@ fn read_layer(
 }
 
 /// The tar inside a layer blob, whatever its compression (gzip, zstd or none).
-fn decompressed(blob: fs::File, path: &Path) -> Result<Box<dyn Read>, Error> {
+pub(crate) fn decompressed(blob: fs::File, path: &Path) -> Result<Box<dyn Read>, Error> {
     let io_error = |source| Error::Io {
         path: path.to_owned(),
         source,
@@ -323,6 +324,18 @@ pub(super) fn write_build_sbom(
         base_images,
         build_args,
         dockerfile_digest: Some(Digest::of(dockerfile.as_bytes()).to_string()),
+        source_date_epoch: request.source_date_epoch,
+        target: request.target.clone(),
+        pinned_images: shared
+            .images
+            .iter()
+            .map(|(name, info)| {
+                (
+                    name.clone(),
+                    pinned_reference(&info.reference, &info.manifest_digest),
+                )
+            })
+            .collect(),
         steps: build_steps(shared, resolved),
         created: created(request.source_date_epoch, &config),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -566,7 +579,7 @@ fn created(source_date_epoch: Option<i64>, config: &ImageConfig) -> i64 {
 }
 
 /// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
-fn parse_rfc3339(text: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
     if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[13] != b':' {
         return None;
@@ -710,6 +723,43 @@ pub struct SbomOptions {
     pub source_date_epoch: Option<i64>,
 }
 
+/// The image named `name` in the OCI layout at `path` (the only one when
+/// `name` is `None`), for `platform`: its description, the layout (which holds
+/// its blobs), and the name it has there (empty when it has none).
+pub fn layout_image(
+    path: &Path,
+    name: Option<&str>,
+    platform: &Platform,
+) -> Result<(ImageInfo, Store, String), Error> {
+    let layout = Store::open(path)?;
+    let descriptor = match name {
+        Some(name) => layout.resolve(name)?,
+        None => {
+            let all = layout.descriptors()?;
+            match <[Descriptor; 1]>::try_from(all) {
+                Ok([one]) => one,
+                Err(all) => {
+                    return Err(Error::BadImage {
+                        reference: path.display().to_string(),
+                        reason: format!(
+                            "the layout holds {} images; name one as oci:PATH:NAME",
+                            all.len()
+                        ),
+                    });
+                }
+            }
+        }
+    };
+    let label = descriptor
+        .annotations
+        .get(store::REF_NAME_ANNOTATION)
+        .cloned()
+        .or_else(|| name.map(str::to_owned))
+        .unwrap_or_default();
+    let info = base::from_store(&layout, &label, &descriptor, platform)?;
+    Ok((info, layout, label))
+}
+
 /// An existing image's SBOM.
 #[derive(Debug)]
 pub struct ImageSbom {
@@ -740,32 +790,7 @@ pub fn image_sbom(
             (info, store.clone(), repository, tags)
         }
         SbomSource::Layout { path, name } => {
-            let layout = Store::open(path)?;
-            let descriptor = match name {
-                Some(name) => layout.resolve(name)?,
-                None => {
-                    let all = layout.descriptors()?;
-                    match <[Descriptor; 1]>::try_from(all) {
-                        Ok([one]) => one,
-                        Err(all) => {
-                            return Err(Error::BadImage {
-                                reference: path.display().to_string(),
-                                reason: format!(
-                                    "the layout holds {} images; name one as oci:PATH:NAME",
-                                    all.len()
-                                ),
-                            });
-                        }
-                    }
-                }
-            };
-            let label = descriptor
-                .annotations
-                .get(store::REF_NAME_ANNOTATION)
-                .cloned()
-                .or_else(|| name.clone())
-                .unwrap_or_default();
-            let info = base::from_store(&layout, &label, &descriptor, &platform)?;
+            let (info, layout, label) = layout_image(path, name.as_deref(), &platform)?;
             let (repository, tags) = match kiln_registry::Reference::parse(&label) {
                 Ok(reference) if label.contains('/') || label.contains(':') => {
                     repository_and_tags(&[reference.to_string()])

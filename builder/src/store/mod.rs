@@ -274,6 +274,25 @@ impl Store {
         Ok(writer.commit(Some(expected), expected_size)?.1)
     }
 
+    /// Puts the blob `digest` of `source` into this store: a hard link when both
+    /// are on one file system (blobs are never modified in place), else a
+    /// verified copy. A blob already here is left alone.
+    pub fn link_blob_from(&self, source: &Store, digest: &Digest, size: u64) -> Result<(), Error> {
+        if self.has_blob(digest) {
+            return Ok(());
+        }
+        let target = self.blob_path(digest);
+        match fs::hard_link(source.blob_path(digest), &target) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(_) => {
+                let mut file = source.open_blob(digest)?;
+                self.write_blob_verified(&mut file, digest, Some(size))?;
+                Ok(())
+            }
+        }
+    }
+
     /// Names `descriptor` as `name` in `index.json`, replacing any entry of the
     /// same name. The manifest blob must already be in the store.
     pub fn tag(&self, name: &str, descriptor: &Descriptor) -> Result<(), Error> {

@@ -21,17 +21,15 @@ use super::Failure;
 use crate::printer::Printer;
 use crate::progress;
 
+/// The flags that say what to build, shared by `kiln build` and `kiln verify`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub struct BuildInputs {
     /// The build context directory
     #[arg(default_value = ".")]
     pub context: PathBuf,
     /// Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` reads stdin)
     #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
-    /// Name and optionally a tag (`name:tag`); repeatable
-    #[arg(short = 't', long = "tag")]
-    pub tags: Vec<String>,
     /// The stage to build
     #[arg(long)]
     pub target: Option<String>,
@@ -58,6 +56,30 @@ pub struct Args {
     /// Target platform (os/arch[/variant]); default the host's
     #[arg(long)]
     pub platform: Option<String>,
+    /// Progress output
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: progress::Mode,
+    /// A registry allowed over plain HTTP (loopback always is); repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Network for RUN steps: default (host) or none
+    #[arg(long, default_value = "default")]
+    pub network: String,
+    /// Layer compression: gzip (the default) or zstd
+    #[arg(long)]
+    pub compression: Option<String>,
+    /// Clamp file times and set `created` to this Unix time (default: $SOURCE_DATE_EPOCH)
+    #[arg(long, env = "SOURCE_DATE_EPOCH")]
+    pub source_date_epoch: Option<i64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub inputs: BuildInputs,
+    /// Name and optionally a tag (`name:tag`); repeatable
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
     /// Do not use the cache
     #[arg(long)]
     pub no_cache: bool,
@@ -71,24 +93,9 @@ pub struct Args {
     /// as a referrer): `--sbom PATH` also writes it to PATH, `--sbom=false` turns it off
     #[arg(long, value_name = "PATH|false")]
     pub sbom: Option<String>,
-    /// Progress output
-    #[arg(long, value_enum, default_value = "auto")]
-    pub progress: progress::Mode,
-    /// A registry allowed over plain HTTP (loopback always is); repeatable
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure_registries: Vec<String>,
-    /// Network for RUN steps: default (host) or none
-    #[arg(long, default_value = "default")]
-    pub network: String,
     /// Image media types: oci or docker
     #[arg(long, default_value = "oci")]
     pub format: String,
-    /// Layer compression: gzip or zstd
-    #[arg(long, default_value = "gzip")]
-    pub compression: String,
-    /// Clamp file times and set `created` to this Unix time (default: $SOURCE_DATE_EPOCH)
-    #[arg(long, env = "SOURCE_DATE_EPOCH")]
-    pub source_date_epoch: Option<i64>,
     /// Write the image digest to this file
     #[arg(long)]
     pub iidfile: Option<PathBuf>,
@@ -252,17 +259,18 @@ pub enum SbomSetting {
     File(PathBuf),
 }
 
-impl Args {
-    /// What `--sbom` asks for.
-    pub fn sbom_setting(&self) -> SbomSetting {
-        match self.sbom.as_deref() {
-            None | Some("true") => SbomSetting::Store,
-            Some("false") => SbomSetting::Off,
-            Some(path) => SbomSetting::File(PathBuf::from(path)),
-        }
+/// `--format oci|docker` (`kiln verify --image-format`).
+pub fn parse_format(value: &str, flag: &str) -> Result<Format, Failure> {
+    match value {
+        "oci" => Ok(Format::Oci),
+        "docker" => Ok(Format::Docker),
+        other => Err(Failure::usage(format!("unknown {flag} {other:?}"))
+            .with_hint(format!("use {flag} oci or {flag} docker"))),
     }
+}
 
-    /// The build request these flags describe.
+impl BuildInputs {
+    /// The build request these flags describe (no tags, cache or outputs).
     pub fn request(&self) -> Result<BuildRequest, Failure> {
         let mut request = BuildRequest::new(&self.context);
         if let Some(file) = &self.file {
@@ -278,7 +286,6 @@ impl Args {
                 DockerfileSource::Path(file.clone())
             };
         }
-        request.tags = self.tags.clone();
         request.target = self.target.clone();
         request.build_args = key_values(&self.build_args, "build arg")?;
         request.labels = key_values(&self.labels, "label")?;
@@ -311,8 +318,6 @@ impl Args {
                 Failure::usage(e.to_string()).with_hint("e.g. --platform linux/amd64")
             })?);
         }
-        request.no_cache = self.no_cache;
-        request.sbom = !matches!(self.sbom_setting(), SbomSetting::Off);
         request.insecure_registries = self.insecure_registries.clone();
         request.network = match self.network.as_str() {
             "default" | "host" => NetworkMode::Host,
@@ -322,15 +327,7 @@ impl Args {
                     .with_hint("kiln supports --network=default (host) and --network=none"));
             }
         };
-        request.format = match self.format.as_str() {
-            "oci" => Format::Oci,
-            "docker" => Format::Docker,
-            other => {
-                return Err(Failure::usage(format!("unknown --format {other:?}"))
-                    .with_hint("use --format oci or --format docker"));
-            }
-        };
-        request.compression = match self.compression.as_str() {
+        request.compression = match self.compression.as_deref().unwrap_or("gzip") {
             "gzip" => Compression::Gzip,
             "zstd" => Compression::Zstd,
             other => {
@@ -339,6 +336,27 @@ impl Args {
             }
         };
         request.source_date_epoch = self.source_date_epoch;
+        Ok(request)
+    }
+}
+
+impl Args {
+    /// What `--sbom` asks for.
+    pub fn sbom_setting(&self) -> SbomSetting {
+        match self.sbom.as_deref() {
+            None | Some("true") => SbomSetting::Store,
+            Some("false") => SbomSetting::Off,
+            Some(path) => SbomSetting::File(PathBuf::from(path)),
+        }
+    }
+
+    /// The build request these flags describe.
+    pub fn request(&self) -> Result<BuildRequest, Failure> {
+        let mut request = self.inputs.request()?;
+        request.tags = self.tags.clone();
+        request.no_cache = self.no_cache;
+        request.sbom = !matches!(self.sbom_setting(), SbomSetting::Off);
+        request.format = parse_format(&self.format, "--format")?;
         // Checked here so a typo is a usage error before anything is built.
         let cache_hint = "e.g. --cache-to type=registry,ref=ghcr.io/OWNER/cache:main,mode=max \
                           and --cache-from type=registry,ref=ghcr.io/OWNER/cache:main";
@@ -377,7 +395,7 @@ impl Args {
             Some(revision) => Some(tags::given_revision(revision, None).map_err(failure)?),
             None => None,
         };
-        let created = self.source_date_epoch.unwrap_or_else(|| {
+        let created = self.inputs.source_date_epoch.unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64)
@@ -385,7 +403,7 @@ impl Args {
         let release = tags::semver_sha(&tags::ReleaseOptions {
             version,
             revision,
-            context: &self.context,
+            context: &self.inputs.context,
             created,
         })
         .map_err(failure)?;
@@ -452,7 +470,7 @@ pub fn run(args: Args, printer: &Printer) -> Result<(), Failure> {
             .with_hint("name the image to push with -t REGISTRY/REPO:TAG"));
     }
     let store = Store::open_default()?;
-    let reporter = progress::reporter(args.progress);
+    let reporter = progress::reporter(args.inputs.progress);
     let cancel = CancelToken::new();
     crate::signals::cancel_on_interrupt(&cancel);
     let output =
@@ -491,7 +509,7 @@ pub fn run(args: Args, printer: &Printer) -> Result<(), Failure> {
                 &store,
                 tag,
                 std::slice::from_ref(tag),
-                &args.insecure_registries,
+                &args.inputs.insecure_registries,
                 printer,
             )?;
         }

@@ -12,6 +12,7 @@ mod push;
 mod rollback;
 mod sbom;
 mod tag;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -54,6 +55,9 @@ enum Command {
     Login(login::LoginArgs),
     /// Remove saved credentials for a registry
     Logout(login::LogoutArgs),
+    /// Check that an image is reproducible: rebuild and compare with a
+    /// published image (--against REF), or build twice (--twice)
+    Verify(Box<verify::Args>),
     /// Tools for looking inside kiln
     #[command(subcommand)]
     Debug(debug::Args),
@@ -89,6 +93,13 @@ impl Failure {
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Failure {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// The same failure with another exit code (`kiln verify`: 2 when it
+    /// could not verify, as 1 means "different").
+    pub fn with_exit_code(mut self, exit_code: u8) -> Failure {
+        self.exit_code = exit_code;
         self
     }
 
@@ -128,6 +139,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), Failure> {
         Command::Sbom(args) => sbom::run(args, printer),
         Command::Login(args) => login::login(args, printer),
         Command::Logout(args) => login::logout(args, printer),
+        Command::Verify(args) => verify::run(*args, printer),
         Command::Debug(args) => debug::run(args, printer),
     }
 }
@@ -155,7 +167,7 @@ impl Cli {
     /// root (of a user namespace, when kiln is started by a plain user).
     pub fn needs_root(&self) -> bool {
         match &self.command {
-            Command::Build(_) => true,
+            Command::Build(_) | Command::Verify(_) => true,
             Command::Compose(compose) => compose.needs_root(),
             _ => false,
         }

@@ -45,20 +45,36 @@ pub struct Args {
     pub source_date_epoch: Option<i64>,
 }
 
-/// `oci:PATH[:NAME]` → a layout source; anything else names an image.
-fn source_of(image: &str) -> SbomSource {
-    match image.strip_prefix("oci:") {
-        Some(rest) => {
-            let (path, name) = match rest.rsplit_once(':') {
-                Some((path, name)) if !name.contains('/') && !path.is_empty() => {
-                    (PathBuf::from(path), Some(name.to_owned()))
-                }
-                _ => (PathBuf::from(rest), None),
-            };
-            SbomSource::Layout { path, name }
-        }
-        None => SbomSource::Reference(image.to_owned()),
+/// `oci:PATH[:NAME]` → a layout source; anything else names an image. NAME may
+/// itself hold `:` (`oci:/var/store:app:1`): PATH is the shortest prefix that is
+/// an OCI layout on disk, else everything before the last `:`.
+pub fn source_of(image: &str) -> SbomSource {
+    let Some(rest) = image.strip_prefix("oci:") else {
+        return SbomSource::Reference(image.to_owned());
+    };
+    let is_layout = |path: &str| std::path::Path::new(path).join("oci-layout").is_file();
+    if is_layout(rest) {
+        return SbomSource::Layout {
+            path: PathBuf::from(rest),
+            name: None,
+        };
     }
+    for (at, _) in rest.match_indices(':') {
+        let (path, name) = (&rest[..at], &rest[at + 1..]);
+        if !name.is_empty() && is_layout(path) {
+            return SbomSource::Layout {
+                path: PathBuf::from(path),
+                name: Some(name.to_owned()),
+            };
+        }
+    }
+    let (path, name) = match rest.rsplit_once(':') {
+        Some((path, name)) if !name.contains('/') && !path.is_empty() => {
+            (PathBuf::from(path), Some(name.to_owned()))
+        }
+        _ => (PathBuf::from(rest), None),
+    };
+    SbomSource::Layout { path, name }
 }
 
 fn property<'c>(component: &'c Component, name: &str) -> Option<&'c str> {
@@ -206,6 +222,16 @@ mod tests {
         assert_eq!(
             source_of("localhost:5000/app:1"),
             SbomSource::Reference("localhost:5000/app:1".into())
+        );
+        // A layout on disk whose image name holds a colon.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("oci-layout"), "{}").unwrap();
+        assert_eq!(
+            source_of(&format!("oci:{}:app:1", dir.path().display())),
+            SbomSource::Layout {
+                path: dir.path().to_owned(),
+                name: Some("app:1".into())
+            }
         );
     }
 

@@ -19,6 +19,15 @@ fn described(digit: char) -> ImageDescription {
         ("APT_MIRROR".to_owned(), "deb.debian.org".to_owned()),
     ]);
     image.dockerfile_digest = Some(format!("sha256:{}", "e".repeat(64)));
+    image.source_date_epoch = Some(1_700_000_000);
+    image.target = Some("final".to_owned());
+    image.pinned_images = BTreeMap::from([(
+        "debian:bookworm".to_owned(),
+        format!(
+            "docker.io/library/debian:bookworm@sha256:{}",
+            "d".repeat(64)
+        ),
+    )]);
     image.steps = vec![
         BuildStep {
             stage: "final".to_owned(),
@@ -97,6 +106,16 @@ fn document_content() {
     assert!(metadata_properties.contains(&(
         "kiln:dockerfile:digest",
         &*format!("sha256:{}", "e".repeat(64))
+    )));
+    // The inputs `kiln verify` rebuilds with.
+    assert!(metadata_properties.contains(&("kiln:source-date-epoch", "1700000000")));
+    assert!(metadata_properties.contains(&("kiln:target", "final")));
+    assert!(metadata_properties.contains(&(
+        "kiln:base:debian:bookworm",
+        &*format!(
+            "docker.io/library/debian:bookworm@sha256:{}",
+            "d".repeat(64)
+        )
     )));
 
     let components = document["components"].as_array().unwrap();
