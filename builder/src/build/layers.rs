@@ -3,6 +3,9 @@
 use super::*;
 
 /// Snapshot directories for `layers` (top-most first), unpacking any missing.
+/// A base image's layers go to the base store's snapshots when the request
+/// has one: they are inputs, unpacked from verified blobs, so a build into a
+/// fresh store (`kiln verify`) need not unpack (and delete) them again.
 pub(super) fn ensure_snapshots(
     shared: &Shared<'_>,
     layers: &[LayerRef],
@@ -13,25 +16,27 @@ pub(super) fn ensure_snapshots(
     let chains = chain_ids(&diff_ids);
     let mut dirs = Vec::with_capacity(layers.len());
     for (layer, chain) in layers.iter().zip(&chains) {
-        let dir = shared
-            .snapshots
-            .ensure(chain, |dest: &Path| -> Result<(), Error> {
-                let blob = shared.store.open_blob(&layer.digest)?;
-                // The executor mounts overlayfs with `userxattr`, so opaque markers
-                // of lower dirs live in the user namespace.
-                let options = layer::ApplyOptions {
-                    overlay_xattrs: layer::OverlayXattrNamespace::User,
-                    ..layer::ApplyOptions::overlay_lower_dir(Some(layer.diff_id.clone()))
-                };
-                layer::unpack_layer(std::io::BufReader::new(blob), dest, &options).map_err(
-                    |source| Error::Layer {
-                        location: location.to_owned(),
-                        instruction: instruction.to_owned(),
-                        source,
-                    },
-                )?;
-                Ok(())
-            })?;
+        let snapshots = match &shared.base_snapshots {
+            Some((base, chains)) if chains.contains(chain) => base,
+            _ => &shared.snapshots,
+        };
+        let dir = snapshots.ensure(chain, |dest: &Path| -> Result<(), Error> {
+            let blob = shared.store.open_blob(&layer.digest)?;
+            // The executor mounts overlayfs with `userxattr`, so opaque markers
+            // of lower dirs live in the user namespace.
+            let options = layer::ApplyOptions {
+                overlay_xattrs: layer::OverlayXattrNamespace::User,
+                ..layer::ApplyOptions::overlay_lower_dir(Some(layer.diff_id.clone()))
+            };
+            layer::unpack_layer(std::io::BufReader::new(blob), dest, &options).map_err(
+                |source| Error::Layer {
+                    location: location.to_owned(),
+                    instruction: instruction.to_owned(),
+                    source,
+                },
+            )?;
+            Ok(())
+        })?;
         dirs.push(dir);
     }
     dirs.reverse();

@@ -228,6 +228,9 @@ struct StageState {
 struct Shared<'a> {
     store: &'a Store,
     snapshots: Snapshots,
+    /// With [`BuildRequest::base_store`]: that store's snapshots, and the chain
+    /// IDs of the base images' layers, which are unpacked (once) there.
+    base_snapshots: Option<(Snapshots, std::collections::BTreeSet<Digest>)>,
     cache: Cache,
     request: &'a BuildRequest,
     reporter: &'a Reporter,
@@ -417,9 +420,24 @@ pub fn build(
         .map(rfc3339)
         .unwrap_or_else(|| rfc3339(now_secs()));
     let (cache, cache_imports) = cache_io::import(store, request, reporter, &client)?;
+    let base_snapshots = match &request.base_store {
+        Some(base_store) => {
+            let chains = images
+                .values()
+                .flat_map(|info| {
+                    let diff_ids: Vec<Digest> =
+                        info.layers.iter().map(|l| l.diff_id.clone()).collect();
+                    chain_ids(&diff_ids)
+                })
+                .collect();
+            Some((Snapshots::new(base_store)?, chains))
+        }
+        None => None,
+    };
     let shared = Shared {
         store,
         snapshots: Snapshots::new(store)?,
+        base_snapshots,
         cache,
         request,
         reporter,

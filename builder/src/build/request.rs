@@ -121,8 +121,9 @@ pub struct BuildRequest {
     pub cache_to: Vec<String>,
     /// Where base images are found (or pulled into) when that is not the
     /// build's own store: a build into a fresh, empty store (`kiln verify`)
-    /// takes them from the user's store, and their blobs are linked (or
-    /// copied, verified) into the build's store. `None`: the build's store.
+    /// takes them from the user's store; their blobs are linked (or copied,
+    /// verified) into the build's store, and their layers are unpacked into
+    /// (or found among) the base store's snapshots. `None`: the build's store.
     pub base_store: Option<Store>,
 }
 

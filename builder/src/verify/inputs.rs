@@ -393,17 +393,25 @@ pub struct IsolatedBuild {
     pub output: BuildOutput,
     pub store: Store,
     dir: PathBuf,
+    /// Removing the build's snapshots, which nothing reads after the build
+    /// (the comparison reads blobs): it overlaps the next build and the diff.
+    removing_snapshots: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for IsolatedBuild {
     fn drop(&mut self) {
+        if let Some(removing) = self.removing_snapshots.take() {
+            let _ = removing.join();
+        }
         crate::snapshot::remove_tree(&self.dir);
     }
 }
 
 /// Builds `request` into a fresh, empty store (a directory under `main`'s
 /// `tmp/`, so blobs hard-link), with no cache, no tags and no SBOM; base images
-/// are found in (or pulled into) `main` and linked in.
+/// are found in (or pulled into) `main` and linked in, their layers unpacked
+/// in `main`'s snapshots. The fresh store's own snapshots are removed in the
+/// background as soon as the build is done; the rest when the result drops.
 pub fn isolated_build(
     main: &Store,
     request: &BuildRequest,
@@ -430,7 +438,17 @@ pub fn isolated_build(
     request.base_store = Some(main.clone());
     let output = build::build(&store, &request, reporter, cancel)?;
     guard.disarm();
-    Ok(IsolatedBuild { output, store, dir })
+    let snapshots = dir.join("snapshots");
+    let removing_snapshots = std::thread::Builder::new()
+        .name("verify-cleanup".to_owned())
+        .spawn(move || crate::snapshot::remove_tree(&snapshots))
+        .ok();
+    Ok(IsolatedBuild {
+        output,
+        store,
+        dir,
+        removing_snapshots,
+    })
 }
 
 /// Removes the fresh store of a build that failed.

@@ -506,3 +506,170 @@ pub fn compare(left: &ImageSide, right: &ImageSide, reporter: &Reporter) -> Resu
 pub fn short(digest: &Digest) -> &str {
     &digest.hex()[..12]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::History;
+    use std::io::Write;
+
+    fn tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, content) in files {
+            let mut header = tar::Header::new_ustar();
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            builder.append_data(&mut header, path, *content).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// An image in `store` of layers (the blob, and its tar for the diff ID)
+    /// with one history entry per layer.
+    fn image(store: &Store, label: &str, layers: &[(Vec<u8>, Vec<u8>)]) -> ImageSide {
+        let refs: Vec<LayerRef> = layers
+            .iter()
+            .map(|(blob, tar)| LayerRef {
+                digest: store.write_blob(blob).unwrap(),
+                diff_id: Digest::of(tar),
+                size: blob.len() as u64,
+                media_type: image::OCI_LAYER_GZIP.to_owned(),
+            })
+            .collect();
+        let config = ImageConfig {
+            os: "linux".to_owned(),
+            architecture: "amd64".to_owned(),
+            rootfs: image::RootFs {
+                kind: "layers".to_owned(),
+                diff_ids: refs.iter().map(|l| l.diff_id.clone()).collect(),
+            },
+            history: (0..refs.len())
+                .map(|i| History {
+                    created_by: Some(format!("RUN step {i}")),
+                    ..History::default()
+                })
+                .collect(),
+            ..ImageConfig::default()
+        };
+        let config_bytes = config.to_bytes();
+        let config_digest = store.write_blob(&config_bytes).unwrap();
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(image::OCI_MANIFEST.to_owned()),
+            artifact_type: None,
+            config: image::Descriptor {
+                media_type: image::OCI_CONFIG.to_owned(),
+                digest: config_digest.clone(),
+                size: config_bytes.len() as u64,
+                annotations: None,
+                platform: None,
+                artifact_type: None,
+            },
+            layers: refs
+                .iter()
+                .map(|l| image::Descriptor {
+                    media_type: l.media_type.clone(),
+                    digest: l.digest.clone(),
+                    size: l.size,
+                    annotations: None,
+                    platform: None,
+                    artifact_type: None,
+                })
+                .collect(),
+            subject: None,
+            annotations: None,
+        };
+        ImageSide {
+            label: label.to_owned(),
+            blobs: store.clone(),
+            digest: store.write_blob(&manifest.to_bytes()).unwrap(),
+            media_type: image::OCI_MANIFEST.to_owned(),
+            config_digest,
+            config,
+            layers: refs,
+            origins: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn layers_pair_by_position_and_extra_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let same = tar(&[("etc/os", b"kiln")]);
+        let before = tar(&[("app/a", b"1"), ("app/gone", b"x")]);
+        let after = tar(&[("app/a", b"2"), ("app/new", b"y")]);
+        let extra = tar(&[("extra", b"z")]);
+        let recompressed = tar(&[("r", b"r")]);
+        let left = image(
+            &store,
+            "left",
+            &[
+                (gzip(&same), same.clone()),
+                (gzip(&before), before.clone()),
+                (gzip(&recompressed), recompressed.clone()),
+            ],
+        );
+        let right = image(
+            &store,
+            "right",
+            &[
+                (gzip(&same), same.clone()),
+                (gzip(&after), after.clone()),
+                // The same tar, uncompressed: same diff ID, other digest.
+                (recompressed.clone(), recompressed.clone()),
+                (gzip(&extra), extra.clone()),
+            ],
+        );
+        let report = compare(&left, &right, &Reporter::silent()).unwrap();
+        assert!(!report.equal);
+        let statuses: Vec<LayerStatus> = report.layers.iter().map(|l| l.status).collect();
+        assert_eq!(
+            statuses,
+            vec![
+                LayerStatus::Equal,
+                LayerStatus::Different,
+                LayerStatus::Recompressed,
+                LayerStatus::OnlyRight
+            ]
+        );
+        assert_eq!(report.differing_layers(), 3);
+        assert_eq!(report.layers[1].instruction.as_deref(), Some("RUN step 1"));
+        assert_eq!(report.layers[3].instruction.as_deref(), Some("RUN step 3"));
+        assert!(report.layers[3].left.is_none());
+        let files: Vec<(&str, FileChangeKind)> = report.layers[1]
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.change))
+            .collect();
+        assert_eq!(
+            files,
+            vec![
+                ("app/a", FileChangeKind::Changed),
+                ("app/gone", FileChangeKind::Removed),
+                ("app/new", FileChangeKind::Added),
+            ]
+        );
+        // The config differs in the changed layer's diff ID and in the extra
+        // layer's diff ID and history entry.
+        let paths: Vec<&str> = report.config.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["rootfs.diff_ids[1]", "rootfs.diff_ids[3]", "history[3]"]
+        );
+        // The manifest's own fields: the extra layer's media type entry.
+        assert_eq!(report.manifest.len(), 1, "{:?}", report.manifest);
+        assert_eq!(report.manifest[0].path, "layers[3]");
+
+        let same_again = compare(&left, &left, &Reporter::silent()).unwrap();
+        assert!(same_again.equal);
+        assert!(same_again.config.is_empty() && same_again.manifest.is_empty());
+        assert_eq!(same_again.differing_layers(), 0);
+    }
+}
