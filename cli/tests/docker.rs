@@ -23,7 +23,7 @@ use std::process::{Command, Output};
 
 use kiln_builder::store::Store;
 use kiln_testimages::docker::{
-    Builder, DockerDaemon, DockerError, FileKind, FlatFile, FlatImage, flatten_docker_archive,
+    Builder, DockerDaemon, DockerError, FlatFile, FlatImage, flatten_docker_archive,
 };
 use kiln_testimages::registry::{Mode, TestRegistry};
 
