@@ -28,6 +28,7 @@
 pub mod contexts;
 pub mod lock;
 pub mod plan;
+pub mod rollback;
 pub mod schedule;
 
 use std::path::PathBuf;
@@ -101,4 +102,50 @@ pub enum Error {
     },
     #[error("SOURCE_DATE_EPOCH={value:?} is not a number of seconds")]
     SourceDateEpoch { value: String },
+    /// `x-kiln.tag_scheme`: the commit of the service's context could not be read.
+    #[error("service {service}: release tags: {source}")]
+    Release {
+        service: String,
+        #[source]
+        source: Box<crate::tags::Error>,
+    },
+    /// Rolling back to a lock file whose `image:` has no digest.
+    #[error("service {service}: image {image} is not pinned to a digest")]
+    NotPinned { service: String, image: String },
+    #[error("service {service}: {source}")]
+    Rollback {
+        service: String,
+        #[source]
+        source: Box<crate::rollback::Error>,
+    },
+    /// Rolling back a service whose image the project does not build, and whose tag
+    /// now points elsewhere than the lock file pins.
+    #[error(
+        "service {service}: {reference} now points to {current}, the lock file pins {pinned}; \
+         kiln moves only the tags of images the project builds"
+    )]
+    PulledImageMoved {
+        service: String,
+        reference: String,
+        current: String,
+        pinned: String,
+    },
+}
+
+impl Error {
+    /// A line of advice for the user, where one helps.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::NotPinned { .. } => Some(
+                "roll back to a lock file written by kiln compose build --lock FILE".to_owned(),
+            ),
+            Error::PulledImageMoved {
+                reference, pinned, ..
+            } => Some(format!(
+                "deploy the pinned image by digest (image: {reference}@{pinned}); nothing was moved"
+            )),
+            Error::Rollback { source, .. } => source.hint().map(str::to_owned),
+            _ => None,
+        }
+    }
 }
