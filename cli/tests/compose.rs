@@ -928,9 +928,9 @@ fn extra_hosts_shm_size_ssh_and_release_tags() {
              \x20   build:\n\
              \x20     context: ./tools\n\
              \x20     extra_hosts:\n\
-             \x20       myhost: 10.1.2.3\n\
-             \x20       v6host: \"fd00::7\"\n\
-             \x20       gateway: host-gateway\n\
+             \x20       kiln-myhost: 10.1.2.3\n\
+             \x20       kiln-v6host: \"fd00::7\"\n\
+             \x20       kiln-gateway: host-gateway\n\
              \x20     shm_size: 96m\n\
              \x20     ssh: [default]\n\
              \x20   x-kiln:\n\
@@ -940,7 +940,7 @@ fn extra_hosts_shm_size_ssh_and_release_tags() {
         (
             "tools/Dockerfile",
             "FROM busybox\n\
-             RUN grep -E 'myhost|v6host|gateway' /etc/hosts > /hosts.txt\n\
+             RUN grep kiln- /etc/hosts > /hosts.txt\n\
              RUN df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm.txt\n\
              RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo agent > /ssh.txt\n",
         ),
@@ -970,7 +970,7 @@ fn extra_hosts_shm_size_ssh_and_release_tags() {
     let rootfs = unpack(&env, &format!("{image}:1.2.0"));
     assert_eq!(
         std::fs::read_to_string(rootfs.join("hosts.txt")).unwrap(),
-        "10.1.2.3\tmyhost\nfd00::7\tv6host\n127.0.0.1\tgateway\n"
+        "10.1.2.3\tkiln-myhost\nfd00::7\tkiln-v6host\n127.0.0.1\tkiln-gateway\n"
     );
     assert_eq!(
         std::fs::read_to_string(rootfs.join("shm.txt")).unwrap(),
@@ -983,7 +983,7 @@ fn extra_hosts_shm_size_ssh_and_release_tags() {
     );
     let hosts = std::fs::read_to_string(rootfs.join("etc/hosts")).unwrap_or_default();
     assert!(
-        !hosts.contains("myhost"),
+        !hosts.contains("kiln-myhost"),
         "the hosts file is not in a layer"
     );
 
@@ -1017,7 +1017,7 @@ fn extra_hosts_shm_size_ssh_and_release_tags() {
              \x20   image: kiln-test/tools:plain\n\
              \x20   build:\n\
              \x20     context: ./tools\n\
-             \x20     extra_hosts: [\"myhost=10.9.9.9\", \"v6host:[fd00::8]\", \"gateway:10.0.0.1\"]\n\
+             \x20     extra_hosts: [\"kiln-myhost=10.9.9.9\", \"kiln-v6host:[fd00::8]\", \"kiln-gateway:10.0.0.1\"]\n\
              \x20     ssh: [\"default=${SSH_AUTH_SOCK}\"]\n",
         )],
     );
@@ -1029,7 +1029,7 @@ fn extra_hosts_shm_size_ssh_and_release_tags() {
     let plain = unpack(&env, "kiln-test/tools:plain");
     assert_eq!(
         std::fs::read_to_string(plain.join("hosts.txt")).unwrap(),
-        "10.9.9.9\tmyhost\nfd00::8\tv6host\n10.0.0.1\tgateway\n"
+        "10.9.9.9\tkiln-myhost\nfd00::8\tkiln-v6host\n10.0.0.1\tkiln-gateway\n"
     );
     assert_eq!(
         std::fs::read_to_string(plain.join("shm.txt")).unwrap(),
@@ -1137,7 +1137,9 @@ fn compose_rollback_moves_every_tag_back_to_the_lock_without_blobs() {
 
     // The rollback: every tag of api back on 1.0.0; web and db stay; manifests only.
     let before = registry.request_log().len();
+    let started = std::time::Instant::now();
     let out = kiln(&env, &["compose", "rollback", "--lock", "a.lock.yaml"]);
+    eprintln!("compose rollback took {:?}", started.elapsed());
     let stdout = ok(&out);
     let during = requests_since(&registry, before);
     let lines: Vec<&str> = stdout.lines().collect();
