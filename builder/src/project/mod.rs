@@ -5,10 +5,11 @@
 //!
 //! 1. [`Plan::new`] turns the services to build into [`build::BuildRequest`]s
 //!    ([`plan`]): context, Dockerfile, args, target, tags (`image:` first, then
-//!    `build.tags`), labels, secrets, additional contexts, cache specs, platform,
-//!    network, `x-kiln` outputs and SBOM. A compose key the engine cannot honour yet
-//!    is a located error (`compose.yaml:9:7: services.api.build.shm_size: ...`), never
-//!    silently dropped. It also reads every Dockerfile to find the graph's edges:
+//!    `build.tags`, then with `x-kiln.tag_scheme` each of them under the release
+//!    tags), labels, secrets, additional contexts, cache specs, platform, network,
+//!    `extra_hosts`, `shm_size`, `ssh`, `x-kiln` outputs and SBOM. A compose key the
+//!    engine cannot honour is a located error (`compose.yaml:9:7:
+//!    services.api.build.platforms: ...`), never silently dropped. It also reads every Dockerfile to find the graph's edges:
 //!    `service:` additional contexts, and `FROM` (or `COPY --from`, `RUN --mount
 //!    from=`) naming another service's image. Services the selection needs are added;
 //!    a cycle is an [`Error::Cycle`] naming the services.
@@ -19,6 +20,8 @@
 //! 3. [`lock::pins`] gives every active service's `image:` pinned to its digest (built
 //!    ones from the build or the store, pulled ones from their registry), for
 //!    [`Project::to_yaml_with_pins`](crate::frontend::compose::Project::to_yaml_with_pins).
+//! 4. [`rollback`] moves the tags of every built service back to the digests a lock
+//!    file pins (manifests only), after checking every tag first.
 //!
 //! Named contexts (`additional_contexts`: directories, `docker-image://` and
 //! `service:`) go to the solver as [`build::BuildRequest::extra_contexts`]; a

@@ -8,7 +8,9 @@
 //! needs; otherwise by name).
 //!
 //! Errors: [`Error::Compose`] with every located problem of the services to build
-//! (keys kiln cannot honour, several platforms, bad outputs) at once;
+//! (keys kiln cannot honour, several platforms, bad outputs, extra hosts, ssh agents
+//! or `x-kiln` release settings) at once; [`Error::Release`] when `x-kiln.tag_scheme`
+//! cannot read the commit of the service's context;
 //! [`Error::Dockerfile`] / [`Error::Io`] for a Dockerfile that cannot be read or
 //! parsed; [`Error::Cycle`] when services build on each other;
 //! [`Error::SourceDateEpoch`].
@@ -906,7 +908,7 @@ services:
         let (dir, project) = project(&[
             (
                 "compose.yaml",
-                "services:\n  a:\n    build:\n      context: .\n      shm_size: 96m\n      extra_hosts:\n        db: 10.0.0.2\n        v6: \"::1\"\n        gw: host-gateway\n      ssh: [\"work=keys/agent.sock\"]\n  b:\n    build:\n      context: .\n      extra_hosts: [\"cache=10.0.0.9\", \"old:10.0.0.8\"]\n",
+                "services:\n  a:\n    build:\n      context: .\n      shm_size: 96m\n      extra_hosts:\n        db: 10.0.0.2\n        v6: \"::1\"\n        gw: host-gateway\n      ssh: [\"work=keys/agent.sock\"]\n  b:\n    build:\n      context: .\n      extra_hosts: [\"cache=10.0.0.9\", \"old:10.0.0.8\"]\n      ssh: {deploy: /run/agent.sock}\n",
             ),
             ("Dockerfile", "FROM busybox\n"),
         ]);
@@ -926,6 +928,11 @@ services:
         assert_eq!(b.shm_size, None);
         let hosts: Vec<&str> = b.extra_hosts.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(hosts, ["cache", "old"]);
+        assert_eq!(b.ssh.len(), 1);
+        assert_eq!(
+            (b.ssh[0].id.as_str(), b.ssh[0].paths.as_slice()),
+            ("deploy", [PathBuf::from("/run/agent.sock")].as_slice())
+        );
 
         // `ssh: [default]` takes the agent of the environment, and says so when there is none.
         let (_dir, no_agent) = super::tests::project(&[
