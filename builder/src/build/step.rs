@@ -77,6 +77,14 @@ pub(super) fn run_step(
             }
             key.part(&format!("{:?}", run.network));
             key.part(&format!("{:?}", shared.request.network));
+            // What the step sees of /etc/hosts and /dev/shm can change its output (as
+            // in BuildKit's exec op); left out when unset so other keys stay as they were.
+            for host in &shared.request.extra_hosts {
+                key.part(&format!("add-host {}={}", host.name, host.address.ip()));
+            }
+            if let Some(size) = shared.request.shm_size {
+                key.part(&format!("shm-size {size}"));
+            }
         }
         ResolvedInstruction::Copy(c) => {
             let op = copy::CopyOp {
