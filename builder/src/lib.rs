@@ -42,6 +42,7 @@ pub mod lint;
 pub mod platform;
 pub mod progress;
 pub mod project;
+pub mod rollback;
 pub mod rootfs;
 pub mod snapshot;
 pub mod store;

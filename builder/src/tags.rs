@@ -97,11 +97,7 @@ pub fn semver_sha(options: &ReleaseOptions<'_>) -> Result<ReleaseTags, Error> {
     };
     let short = &revision.commit[..7];
     let full = version.to_string();
-    let mut tags = vec![full.clone()];
-    if version.pre.is_empty() {
-        tags.push(format!("{}.{}", version.major, version.minor));
-        tags.push(version.major.to_string());
-    }
+    let mut tags = floating_tags(&version);
     tags.push(format!("{full}-sha.{short}"));
 
     let mut labels = BTreeMap::new();
@@ -118,6 +114,21 @@ pub fn semver_sha(options: &ReleaseOptions<'_>) -> Result<ReleaseTags, Error> {
         crate::build::rfc3339(options.created),
     );
     Ok(ReleaseTags { tags, labels })
+}
+
+/// The tags of a release that need no commit: `1.2.0`, `1.2`, `1` (only `1.2.0-rc.1`
+/// for a pre-release). These are the tags a rollback moves back.
+pub fn version_tags(version: &str) -> Result<Vec<String>, Error> {
+    Ok(floating_tags(&parse_version(version)?))
+}
+
+fn floating_tags(version: &semver::Version) -> Vec<String> {
+    let mut tags = vec![version.to_string()];
+    if version.pre.is_empty() {
+        tags.push(format!("{}.{}", version.major, version.minor));
+        tags.push(version.major.to_string());
+    }
+    tags
 }
 
 /// Parses a release version: SemVer 2.0 with an optional leading `v`, without
@@ -326,6 +337,13 @@ mod tests {
     fn prereleases_get_no_floating_tags() {
         let r = release("1.2.0-rc.1").unwrap();
         assert_eq!(r.tags, ["1.2.0-rc.1", "1.2.0-rc.1-sha.abc1234"]);
+    }
+
+    #[test]
+    fn version_tags_are_the_release_tags_without_the_commit() {
+        assert_eq!(version_tags("v1.2.0").unwrap(), ["1.2.0", "1.2", "1"]);
+        assert_eq!(version_tags("1.2.0-rc.1").unwrap(), ["1.2.0-rc.1"]);
+        assert!(version_tags("1.2").is_err());
     }
 
     #[test]

@@ -1117,3 +1117,57 @@ fn stat_cache_skips_unchanged_files_and_catches_changes() {
     let ctx = open();
     assert_eq!(ctx.digest(Path::new("b.txt")).unwrap(), Digest::of(b"bbb"));
 }
+
+// ---------------------------------------------------------------- WORKDIR
+
+#[test]
+fn workdir_makes_only_the_missing_directories_owned_by_the_user() {
+    let lower = tempfile::tempdir().unwrap();
+    fs::create_dir_all(lower.path().join("srv/app")).unwrap();
+    chmod(&lower.path().join("srv"), 0o711);
+    set_mtime(&lower.path().join("srv"), 123_456);
+    // `/var/run` → `/run`: the new directories go to where the link points.
+    fs::create_dir_all(lower.path().join("run")).unwrap();
+    fs::create_dir_all(lower.path().join("var")).unwrap();
+    std::os::unix::fs::symlink("../run", lower.path().join("var/run")).unwrap();
+    let view = RootfsView::new(vec![lower.path().to_owned()]);
+
+    let layer = tempfile::tempdir().unwrap();
+    let made = copy::make_dir_all(
+        &view,
+        layer.path(),
+        Path::new("/srv/app/work/sub"),
+        (65534, 65533),
+    )
+    .unwrap();
+    assert_eq!(made, 2);
+    let work = layer.path().join("srv/app/work");
+    for dir in [work.clone(), work.join("sub")] {
+        assert_eq!(mode(&dir), 0o755, "{}", dir.display());
+        assert_eq!(owner(&dir), (65534, 65533), "{}", dir.display());
+    }
+    // Existing parents are mirrored with their own metadata, not the user's.
+    assert_eq!(mode(&layer.path().join("srv")), 0o711);
+    assert_eq!(owner(&layer.path().join("srv")), (0, 0));
+    assert_eq!(mtime(&layer.path().join("srv")), 123_456);
+
+    let through_link = tempfile::tempdir().unwrap();
+    let made = copy::make_dir_all(
+        &view,
+        through_link.path(),
+        Path::new("/var/run/app"),
+        (0, 0),
+    )
+    .unwrap();
+    assert_eq!(made, 1);
+    assert!(through_link.path().join("run/app").is_dir());
+    assert!(!through_link.path().join("var/run").exists());
+
+    let nothing_new = tempfile::tempdir().unwrap();
+    let made =
+        copy::make_dir_all(&view, nothing_new.path(), Path::new("/srv/app"), (1, 1)).unwrap();
+    assert_eq!(
+        made, 0,
+        "an existing WORKDIR makes no directory (and no layer)"
+    );
+}

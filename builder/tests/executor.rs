@@ -83,6 +83,7 @@ impl Fixture {
             security: Default::default(),
             mounts: Vec::new(),
             extra_hosts: Vec::new(),
+            shm_size: None,
         }
     }
 
@@ -533,6 +534,17 @@ fn extra_hosts_are_added() {
     let mut spec = fixture.spec("grep registry.test /etc/hosts");
     spec.extra_hosts = vec![("registry.test".into(), "192.0.2.9".parse().unwrap())];
     assert_eq!(run_ok(&spec).stdout, "192.0.2.9\tregistry.test\n");
+}
+
+#[test]
+fn shm_size_is_the_size_of_dev_shm() {
+    let fixture = Fixture::new();
+    let mut spec = fixture.spec("grep ' /dev/shm ' /proc/mounts");
+    let default = run_ok(&spec).stdout;
+    assert!(default.contains(",size=65536k"), "{default}");
+    spec.shm_size = Some(96 << 20);
+    let sized = run_ok(&spec).stdout;
+    assert!(sized.contains(",size=98304k"), "{sized}");
 }
 
 #[test]

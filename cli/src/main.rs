@@ -8,7 +8,6 @@
 mod commands;
 mod printer;
 mod progress;
-mod rollback;
 mod signals;
 
 use std::process::ExitCode;

@@ -1,13 +1,16 @@
 //! End-to-end `kiln compose` runs of the real binary: projects on the busybox base
-//! made from Debian's busybox-static, a fresh store per test, and Debian's
-//! docker-registry started on loopback by the harness for push and lock.
+//! made from Debian's busybox-static (and the seed-style bookshop on the `python`
+//! base, Debian bookworm + python3), a fresh store per test, and Debian's
+//! docker-registry started on loopback by the harness for push, lock and rollback.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use std::time::Duration;
+
 use kiln_builder::store::Store;
-use kiln_testimages::registry::{Mode, TestRegistry};
+use kiln_testimages::registry::{LoggedRequest, Mode, TestRegistry};
 
 struct Env {
     dir: tempfile::TempDir,
@@ -31,6 +34,17 @@ fn setup(files: &[(&str, &str)]) -> Env {
         .unwrap();
     let env = Env { dir, home };
     write_files(&env, files);
+    env
+}
+
+/// [`setup`] plus `python:latest`, the harness's python base (built once, cached).
+fn setup_python(files: &[(&str, &str)]) -> Env {
+    let env = setup(files);
+    let store = Store::open(&env.home).unwrap();
+    let python = kiln_testimages::images::python().unwrap();
+    store
+        .import_layout(&python.layout, &python.name, "python:latest")
+        .unwrap();
     env
 }
 
@@ -174,7 +188,72 @@ fn registry_digest(reference: &str) -> String {
     json["Digest"].as_str().unwrap().to_owned()
 }
 
-const BOOKSHOP: &str = r#"name: bookshop
+/// Runs git in `dir` (committer set, so no configuration is needed).
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=kiln test",
+            "-c",
+            "user.email=test@example.invalid",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git is needed for the release tag tests (apt-get install git)");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The tags of a repository, as skopeo (a real client) lists them.
+fn registry_tags(repository: &str) -> BTreeSet<String> {
+    let out = Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{repository}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo list-tags {repository}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .filter(|t| !t.starts_with("sha256-"))
+        .collect()
+}
+
+/// The registry requests since the log had `before` entries, up to a marker request
+/// made now (the registry logs a request after answering it, so once the marker is
+/// logged, everything the command under test asked for is).
+fn requests_since(registry: &TestRegistry, before: usize) -> Vec<LoggedRequest> {
+    use std::io::{Read, Write};
+    let marker = format!("/v2/kiln-test-marker/manifests/m{before}");
+    let mut stream = std::net::TcpStream::connect(registry.host()).unwrap();
+    write!(
+        stream,
+        "GET {marker} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        registry.host()
+    )
+    .unwrap();
+    stream.read_to_end(&mut Vec::new()).unwrap();
+    let log = registry.wait_for_request(Duration::from_secs(10), |r| r.path == marker);
+    let end = log
+        .iter()
+        .position(|r| r.path == marker)
+        .expect("the marker request is logged");
+    log[before..end].to_vec()
+}
+
+const GRAPH: &str = r#"name: bookshop
 services:
   api:
     image: ${REGISTRY}/bookshop/api:${APP_VERSION:-dev}
@@ -218,12 +297,14 @@ const WORKER_DOCKERFILE: &str = "FROM busybox\n\
 RUN sleep 1\n\
 COPY --from=shared /srv/greeting /worker/greeting\n";
 
+/// The build graph on busybox: `FROM` another service's image, a `service:` named
+/// context, concurrency, caching, selection, push of every tag, and the lock file.
 #[test]
-fn bookshop_builds_in_order_caches_pushes_and_locks() {
+fn services_build_in_order_concurrently_cached_pushed_and_locked() {
     let registry = TestRegistry::start(Mode::Http).unwrap();
     let host = registry.host();
     let env = setup(&[
-        ("compose.yaml", BOOKSHOP),
+        ("compose.yaml", GRAPH),
         ("api/Dockerfile", API_DOCKERFILE),
         ("web/Dockerfile", WEB_DOCKERFILE),
         ("worker/Dockerfile", WORKER_DOCKERFILE),
@@ -385,26 +466,6 @@ fn bookshop_builds_in_order_caches_pushes_and_locks() {
     ));
     assert_eq!(config, "api\ndb\nweb\nworker\n");
 
-    // APP_VERSION set: the interpolated tags reach the registry. api and web have
-    // the same content, so the same digests; worker's history names the new tag.
-    let versioned = kiln_with(
-        &env,
-        &["compose", "build", "--progress", "plain", "--push"],
-        &[("REGISTRY", host.as_str()), ("APP_VERSION", "1.4.0")],
-    );
-    let versioned = results(&ok(&versioned));
-    assert_eq!(versioned["api"].0, format!("{host}/bookshop/api:1.4.0"));
-    for service in ["api", "web", "worker"] {
-        let reference = format!("{host}/bookshop/{service}:1.4.0");
-        assert_eq!(
-            registry_digest(&reference),
-            versioned[service].1,
-            "{reference}"
-        );
-    }
-    assert_eq!(versioned["api"].1, built["api"].1);
-    assert_eq!(versioned["web"].1, built["web"].1);
-
     // `compose push` pushes what is in the store, every tag.
     let pushed_again = results(&ok(&kiln_with(&env, &["compose", "push", "api"], &vars)));
     assert_eq!(pushed_again.len(), 1);
@@ -559,21 +620,22 @@ fn project_errors_are_located_and_exit_1() {
         stderr(&out)
     );
 
-    // A key the engine cannot honour, at its line and column.
+    // A key the engine cannot honour, at its line and column, with the reason.
     write_files(
         &env,
         &[(
             "compose.yaml",
-            "services:\n  a:\n    image: kiln-test/a\n    build:\n      context: ./b\n      shm_size: 2g\n",
+            "services:\n  a:\n    image: kiln-test/a\n    build:\n      context: ./b\n      platforms: [linux/amd64, linux/arm64]\n",
         )],
     );
     let out = kiln(&env, &["compose", "build"]);
     assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("compose.yaml:6:7: services.a.build.shm_size: not supported by kiln"),
-        "{}",
-        stderr(&out)
+        err.contains("compose.yaml:6:7: services.a.build.platforms: not supported by kiln: multi-platform builds"),
+        "{err}"
     );
+    assert!(err.contains("no emulation"), "{err}");
 
     // A required variable that is unset: its message, file and line.
     write_files(
@@ -645,5 +707,502 @@ fn pull_true_fetches_the_registrys_current_base() {
     assert_eq!(
         std::fs::read_to_string(rootfs.join("seen")).unwrap(),
         "v2\n"
+    );
+}
+
+// ------------------------------------------------ the seed-style bookshop
+
+const BOOKSHOP: &str = r#"name: bookshop
+services:
+  api:
+    image: ${REGISTRY}/bookshop-api:${APP_VERSION:-dev}
+    build:
+      context: ./api
+      args:
+        APP_VERSION: ${APP_VERSION:-dev}
+  web:
+    image: ${REGISTRY}/bookshop-web:${APP_VERSION:-dev}
+    build: ./web
+    ports: ["8080:8080"]
+    depends_on: [api]
+  db:
+    image: ${REGISTRY}/bookshop-db:16
+"#;
+
+/// Multi-stage Python: a builder stage makes a venv and pip-installs the local
+/// package `bookshop-lib` offline (`--no-index`; its PEP 517 backend is in-tree and
+/// standard library only); the runtime stage copies the venv and the app.
+const BOOKSHOP_API: &str = "FROM python AS builder\n\
+RUN python3 -m venv /opt/venv\n\
+COPY bookshop-lib/ /src/bookshop-lib/\n\
+RUN /opt/venv/bin/pip install --no-index --no-build-isolation --no-cache-dir \
+--disable-pip-version-check /src/bookshop-lib\n\
+FROM python AS runtime\n\
+COPY --from=builder /opt/venv /opt/venv\n\
+ENV PATH=/opt/venv/bin:$PATH\n\
+COPY app.py /app/app.py\n\
+ARG APP_VERSION\n\
+RUN echo \"$APP_VERSION\" > /app/VERSION && python3 /app/app.py > /app/selftest\n\
+USER nobody\n\
+CMD [\"python3\", \"/app/app.py\"]\n";
+
+const BOOKSHOP_APP: &str = "import bookshop_lib\n\
+print(bookshop_lib.greeting(open('/app/VERSION').read().strip()))\n";
+
+const BOOKSHOP_LIB_INIT: &str = "def greeting(version):\n    \
+return f'bookshop api {version}'\n";
+
+const BOOKSHOP_LIB_PYPROJECT: &str = "[build-system]\n\
+requires = []\n\
+build-backend = \"backend\"\n\
+backend-path = [\".\"]\n";
+
+/// A PEP 517 backend that packs `bookshop_lib` into a pure-Python wheel with the
+/// standard library only, so pip needs neither setuptools nor the network.
+const BOOKSHOP_LIB_BACKEND: &str = r#"import base64, hashlib, os, zipfile
+
+NAME, VERSION = "bookshop_lib", "1.0"
+
+
+def _record(path, data):
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{path},sha256={digest},{len(data)}"
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    here = os.path.dirname(os.path.abspath(__file__))
+    info = f"{NAME}-{VERSION}.dist-info"
+    with open(os.path.join(here, NAME, "__init__.py"), "rb") as f:
+        files = [(f"{NAME}/__init__.py", f.read())]
+    files.append((f"{info}/METADATA", f"Metadata-Version: 2.1\nName: bookshop-lib\nVersion: {VERSION}\n".encode()))
+    files.append((f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: kiln-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"))
+    record = "\n".join(_record(p, d) for p, d in files) + f"\n{info}/RECORD,,\n"
+    files.append((f"{info}/RECORD", record.encode()))
+    name = f"{NAME}-{VERSION}-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
+        for path, data in files:
+            z.writestr(zipfile.ZipInfo(path, (1980, 1, 1, 0, 0, 0)), data)
+    return name
+"#;
+
+/// The web front on busybox httpd.
+const BOOKSHOP_WEB: &str = "FROM busybox\n\
+COPY site/ /www/\n\
+EXPOSE 8080\n\
+CMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
+
+/// Issue #6's "done when": the bookshop with a multi-stage Python `api`, a busybox
+/// httpd `web` and an image-only `db`, built and pushed with `APP_VERSION` unset and
+/// set; both sets of interpolated tags are in the registry, and `--lock` pins all
+/// three services.
+#[test]
+fn bookshop_python_api_busybox_web_and_db_push_with_interpolated_tags_and_lock() {
+    let registry = TestRegistry::start(Mode::Http).unwrap();
+    let host = registry.host();
+    let env = setup_python(&[
+        ("compose.yaml", BOOKSHOP),
+        ("api/Dockerfile", BOOKSHOP_API),
+        ("api/app.py", BOOKSHOP_APP),
+        ("api/bookshop-lib/pyproject.toml", BOOKSHOP_LIB_PYPROJECT),
+        ("api/bookshop-lib/backend.py", BOOKSHOP_LIB_BACKEND),
+        (
+            "api/bookshop-lib/bookshop_lib/__init__.py",
+            BOOKSHOP_LIB_INIT,
+        ),
+        ("web/Dockerfile", BOOKSHOP_WEB),
+        ("web/site/index.html", "<h1>bookshop</h1>\n"),
+    ]);
+    // db only has `image:`: it is on the registry before the project is built.
+    let db = format!("{host}/bookshop-db:16");
+    ok(&kiln(&env, &["push", "busybox:latest", &db]));
+
+    // APP_VERSION unset: `dev` tags, pushed, and a lock pinning all three.
+    let lock = env.project().join("compose.lock.yaml");
+    let dev = kiln_with(
+        &env,
+        &[
+            "compose",
+            "build",
+            "--progress",
+            "plain",
+            "--push",
+            "--lock",
+            lock.to_str().unwrap(),
+        ],
+        &[("REGISTRY", host.as_str())],
+    );
+    let dev = results(&ok(&dev));
+    assert_eq!(dev.keys().collect::<Vec<_>>(), ["api", "web"]);
+    assert_eq!(dev["api"].0, format!("{host}/bookshop-api:dev"));
+    assert_eq!(dev["web"].0, format!("{host}/bookshop-web:dev"));
+    for service in ["api", "web"] {
+        assert_eq!(
+            registry_digest(&dev[service].0),
+            dev[service].1,
+            "{service}"
+        );
+    }
+    let locked = std::fs::read_to_string(&lock).unwrap();
+    for pin in [
+        format!("{host}/bookshop-api:dev@{}", dev["api"].1),
+        format!("{host}/bookshop-web:dev@{}", dev["web"].1),
+        format!("{db}@{}", registry_digest(&db)),
+    ] {
+        assert!(
+            locked.contains(&format!("image: {pin}\n")),
+            "{pin} in\n{locked}"
+        );
+    }
+
+    // APP_VERSION set: the version's tags, next to the dev ones.
+    let versioned = kiln_with(
+        &env,
+        &["compose", "build", "--progress", "plain", "--push"],
+        &[("REGISTRY", host.as_str()), ("APP_VERSION", "1.4.2")],
+    );
+    let versioned = results(&ok(&versioned));
+    assert_eq!(versioned["api"].0, format!("{host}/bookshop-api:1.4.2"));
+    assert_eq!(versioned["web"].0, format!("{host}/bookshop-web:1.4.2"));
+    assert_ne!(
+        versioned["api"].1, dev["api"].1,
+        "the version is in the api"
+    );
+    assert_eq!(versioned["web"].1, dev["web"].1, "web does not use it");
+    assert_eq!(
+        registry_tags(&format!("{host}/bookshop-api")),
+        BTreeSet::from(["1.4.2".to_owned(), "dev".to_owned()])
+    );
+    assert_eq!(
+        registry_tags(&format!("{host}/bookshop-web")),
+        BTreeSet::from(["1.4.2".to_owned(), "dev".to_owned()])
+    );
+    for service in ["api", "web"] {
+        assert_eq!(
+            registry_digest(&versioned[service].0),
+            versioned[service].1,
+            "{service}"
+        );
+        assert_eq!(
+            registry_digest(&dev[service].0),
+            dev[service].1,
+            "{service}"
+        );
+    }
+
+    // The api image: the venv from the builder stage works in the runtime stage,
+    // and nothing else of the builder stage came along.
+    let api = unpack(&env, &format!("{host}/bookshop-api:1.4.2"));
+    assert_eq!(
+        std::fs::read_to_string(api.join("app/selftest")).unwrap(),
+        "bookshop api 1.4.2\n"
+    );
+    assert!(
+        api.join("opt/venv/lib/python3.11/site-packages/bookshop_lib/__init__.py")
+            .exists()
+    );
+    assert!(
+        !api.join("src").exists(),
+        "the builder stage's sources stay behind"
+    );
+    let web = unpack(&env, &format!("{host}/bookshop-web:dev"));
+    assert_eq!(
+        std::fs::read_to_string(web.join("www/index.html")).unwrap(),
+        "<h1>bookshop</h1>\n"
+    );
+    assert!(web.join("bin/httpd").exists() || web.join("bin/busybox").exists());
+}
+
+// ------------------------------------------------ build keys the engine honours
+
+/// `extra_hosts`, `shm_size`, `ssh` and `x-kiln` release tags reach the build.
+#[test]
+fn extra_hosts_shm_size_ssh_and_release_tags() {
+    let registry = TestRegistry::start(Mode::Http).unwrap();
+    let host = registry.host();
+    let env = setup(&[
+        (
+            "compose.yaml",
+            "services:\n\
+             \x20 tools:\n\
+             \x20   image: ${REGISTRY}/kiln-test/tools\n\
+             \x20   build:\n\
+             \x20     context: ./tools\n\
+             \x20     extra_hosts:\n\
+             \x20       kiln-myhost: 10.1.2.3\n\
+             \x20       kiln-v6host: \"fd00::7\"\n\
+             \x20       kiln-gateway: host-gateway\n\
+             \x20     shm_size: 96m\n\
+             \x20     ssh: [default]\n\
+             \x20   x-kiln:\n\
+             \x20     tag_scheme: semver-sha\n\
+             \x20     version: ${RELEASE}\n",
+        ),
+        (
+            "tools/Dockerfile",
+            "FROM busybox\n\
+             RUN grep kiln- /etc/hosts > /hosts.txt\n\
+             RUN df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm.txt\n\
+             RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo agent > /ssh.txt\n",
+        ),
+    ]);
+    let socket = env.dir.path().join("agent.sock");
+    let _agent = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    git(&env.project(), &["init", "-q"]);
+    git(&env.project(), &["add", "."]);
+    git(&env.project(), &["commit", "-q", "-m", "tools 1.2.0"]);
+    let commit = git(&env.project(), &["rev-parse", "HEAD"]);
+    let short = &commit[..7];
+    let vars = [
+        ("REGISTRY", host.as_str()),
+        ("RELEASE", "1.2.0"),
+        ("SSH_AUTH_SOCK", socket.to_str().unwrap()),
+    ];
+
+    let built = kiln_with(
+        &env,
+        &["compose", "build", "--progress", "plain", "--push"],
+        &vars,
+    );
+    let built = results(&ok(&built));
+    let image = format!("{host}/kiln-test/tools");
+    assert_eq!(built["tools"].0, image);
+
+    let rootfs = unpack(&env, &format!("{image}:1.2.0"));
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("hosts.txt")).unwrap(),
+        "10.1.2.3\tkiln-myhost\nfd00::7\tkiln-v6host\n127.0.0.1\tkiln-gateway\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("shm.txt")).unwrap(),
+        "98304\n",
+        "96 MiB in 1k blocks"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("ssh.txt")).unwrap(),
+        "agent\n"
+    );
+    let hosts = std::fs::read_to_string(rootfs.join("etc/hosts")).unwrap_or_default();
+    assert!(
+        !hosts.contains("kiln-myhost"),
+        "the hosts file is not in a layer"
+    );
+
+    // The release tags, on the registry, all on the one image, and the labels.
+    let tags = registry_tags(&image);
+    let expected: BTreeSet<String> = [
+        "latest".to_owned(),
+        "1.2.0".to_owned(),
+        "1.2".to_owned(),
+        "1".to_owned(),
+        format!("1.2.0-sha.{short}"),
+    ]
+    .into();
+    assert_eq!(tags, expected);
+    for tag in &expected {
+        assert_eq!(registry_digest(&format!("{image}:{tag}")), built["tools"].1);
+    }
+    let inspect = ok(&kiln(&env, &["inspect", &format!("{image}:1.2")]));
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    let labels = &inspect["config"]["config"]["Labels"];
+    assert_eq!(labels["org.opencontainers.image.version"], "1.2.0");
+    assert_eq!(labels["org.opencontainers.image.revision"], commit.as_str());
+
+    // The default shm size is Docker's, and a changed extra host runs the step again.
+    write_files(
+        &env,
+        &[(
+            "compose.yaml",
+            "services:\n\
+             \x20 tools:\n\
+             \x20   image: kiln-test/tools:plain\n\
+             \x20   build:\n\
+             \x20     context: ./tools\n\
+             \x20     extra_hosts: [\"kiln-myhost=10.9.9.9\", \"kiln-v6host:[fd00::8]\", \"kiln-gateway:10.0.0.1\"]\n\
+             \x20     ssh: [\"default=${SSH_AUTH_SOCK}\"]\n",
+        )],
+    );
+    ok(&kiln_with(
+        &env,
+        &["compose", "build", "--progress", "plain"],
+        &vars,
+    ));
+    let plain = unpack(&env, "kiln-test/tools:plain");
+    assert_eq!(
+        std::fs::read_to_string(plain.join("hosts.txt")).unwrap(),
+        "10.9.9.9\tkiln-myhost\nfd00::8\tkiln-v6host\n10.0.0.1\tkiln-gateway\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(plain.join("shm.txt")).unwrap(),
+        "65536\n"
+    );
+
+    // A later commit does not rename what `compose push` pushes: the release tags
+    // follow the commit the stored image was built from.
+    std::fs::write(env.project().join("NOTES"), "later\n").unwrap();
+    git(&env.project(), &["add", "."]);
+    git(&env.project(), &["commit", "-q", "-m", "later"]);
+    write_files(
+        &env,
+        &[(
+            "compose.yaml",
+            "services:\n\
+             \x20 tools:\n\
+             \x20   image: ${REGISTRY}/kiln-test/tools\n\
+             \x20   build: ./tools\n\
+             \x20   x-kiln: {tag_scheme: semver-sha, version: \"${RELEASE}\"}\n",
+        )],
+    );
+    ok(&kiln_with(&env, &["compose", "push"], &vars));
+    assert_eq!(registry_tags(&image), expected);
+}
+
+// ------------------------------------------------ rollback to a lock file
+
+const SHOP: &str = r#"name: shop
+services:
+  api:
+    image: ${REGISTRY}/shop/api:stable
+    build:
+      context: ./api
+      tags: ["${REGISTRY}/shop/api:edge"]
+      x-kiln:
+        tag_scheme: semver-sha
+        version: ${APP_VERSION}
+  web:
+    image: ${REGISTRY}/shop/web:stable
+    build: ./web
+  db:
+    image: ${REGISTRY}/shop/db:16
+"#;
+
+/// Issue #9's drill for a project: ship 1.0.0 (lock A), ship a broken 1.1.0 (lock
+/// B), `kiln compose rollback --lock A` moves every tag of every built service back,
+/// with manifests only.
+#[test]
+fn compose_rollback_moves_every_tag_back_to_the_lock_without_blobs() {
+    let registry = TestRegistry::start(Mode::Http).unwrap();
+    let host = registry.host();
+    let env = setup(&[
+        ("compose.yaml", SHOP),
+        ("api/Dockerfile", "FROM busybox\nCOPY app.txt /app.txt\n"),
+        ("api/app.txt", "api 1.0.0\n"),
+        ("web/Dockerfile", "FROM busybox\nRUN echo web > /web.txt\n"),
+    ]);
+    let db = format!("{host}/shop/db:16");
+    ok(&kiln(&env, &["push", "busybox:latest", &db]));
+    let db_digest = registry_digest(&db);
+    git(&env.project(), &["init", "-q"]);
+    let ship = |version: &str, lock: &str| {
+        git(&env.project(), &["add", "."]);
+        git(&env.project(), &["commit", "-q", "-m", version]);
+        let out = kiln_with(
+            &env,
+            &[
+                "compose",
+                "build",
+                "--progress",
+                "plain",
+                "--push",
+                "--lock",
+                lock,
+            ],
+            &[("REGISTRY", host.as_str()), ("APP_VERSION", version)],
+        );
+        results(&ok(&out))
+    };
+    let good = ship("1.0.0", "a.lock.yaml");
+    write_files(&env, &[("api/app.txt", "api 1.1.0 (broken)\n")]);
+    let broken = ship("1.1.0", "b.lock.yaml");
+    assert_ne!(good["api"].1, broken["api"].1);
+    assert_eq!(good["web"].1, broken["web"].1, "web did not change");
+    let api = |tag: &str| registry_digest(&format!("{host}/shop/api:{tag}"));
+    for tag in ["stable", "edge", "1", "1.1", "1.1.0"] {
+        assert_eq!(api(tag), broken["api"].1, "{tag} is on 1.1.0");
+    }
+    assert_eq!(api("1.0"), good["api"].1);
+
+    // A dry run says what would move and moves nothing.
+    let dry = ok(&kiln(
+        &env,
+        &["compose", "rollback", "--lock", "a.lock.yaml", "--dry-run"],
+    ));
+    assert!(
+        dry.contains(&format!(
+            "api\t{host}/shop/api:stable: {} -> {}\n",
+            broken["api"].1, good["api"].1
+        )),
+        "{dry}"
+    );
+    assert_eq!(api("stable"), broken["api"].1);
+
+    // The rollback: every tag of api back on 1.0.0; web and db stay; manifests only.
+    let before = registry.request_log().len();
+    let started = std::time::Instant::now();
+    let out = kiln(&env, &["compose", "rollback", "--lock", "a.lock.yaml"]);
+    eprintln!("compose rollback took {:?}", started.elapsed());
+    let stdout = ok(&out);
+    let during = requests_since(&registry, before);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let (b, g) = (&broken["api"].1, &good["api"].1);
+    let w = &good["web"].1;
+    let expected = [
+        format!("api\t{host}/shop/api:stable: {b} -> {g}"),
+        format!("api\t{host}/shop/api:edge: {b} -> {g}"),
+        format!("api\t{host}/shop/api:1.0.0: {g} -> {g}"),
+        format!("api\t{host}/shop/api:1.0: {g} -> {g}"),
+        format!("api\t{host}/shop/api:1: {b} -> {g}"),
+        format!("db\t{db}: {db_digest} -> {db_digest}"),
+        format!("web\t{host}/shop/web:stable: {w} -> {w}"),
+    ];
+    assert_eq!(lines, expected, "{}", stderr(&out));
+    for tag in ["stable", "edge", "1", "1.0", "1.0.0"] {
+        assert_eq!(api(tag), good["api"].1, "{tag} is back on 1.0.0");
+    }
+    assert_eq!(api("1.1.0"), broken["api"].1, "1.1.0 still names 1.1.0");
+    assert!(
+        during.iter().all(|r| !r.path.contains("/blobs/")),
+        "the rollback touched blobs: {during:?}"
+    );
+    let puts: Vec<&LoggedRequest> = during.iter().filter(|r| r.method == "PUT").collect();
+    assert_eq!(puts.len(), 3, "one manifest PUT per moved tag: {during:?}");
+    assert!(
+        stderr(&out).contains("moved 3 tag(s) of 1 service(s)"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Rolling forward to B and back again works the same way; when db's tag has moved
+    // on since lock A, the rollback is refused and nothing moves.
+    ok(&kiln(
+        &env,
+        &["compose", "rollback", "--lock", "b.lock.yaml"],
+    ));
+    assert_eq!(api("stable"), broken["api"].1);
+    ok(&kiln(
+        &env,
+        &["push", &format!("{host}/shop/web:stable"), &db],
+    ));
+    let refused = kiln(&env, &["compose", "rollback", "--lock", "a.lock.yaml"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = stderr(&refused);
+    assert!(
+        err.contains(&format!("service db: {db} now points to"))
+            && err.contains(&format!("the lock file pins {db_digest}")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("image: {db}@{db_digest}")), "{err}");
+    assert_eq!(api("stable"), broken["api"].1, "nothing moved");
+
+    // A compose file that pins nothing is not a lock file.
+    let unpinned = kiln_with(
+        &env,
+        &["compose", "rollback", "--lock", "compose.yaml"],
+        &[("REGISTRY", host.as_str()), ("APP_VERSION", "1.0.0")],
+    );
+    assert_eq!(unpinned.status.code(), Some(1));
+    assert!(
+        stderr(&unpinned).contains("is not pinned to a digest"),
+        "{}",
+        stderr(&unpinned)
     );
 }

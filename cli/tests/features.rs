@@ -698,3 +698,59 @@ fn git_sources_and_keep_git_dir_are_refused_clearly() {
     let text = stderr(&out);
     assert!(text.contains("git repository"), "{text}");
 }
+
+#[test]
+fn add_host_and_shm_size_reach_run_steps_and_their_cache_keys() {
+    let env = setup(
+        "FROM busybox\n\
+         RUN grep kiln- /etc/hosts > /hosts.txt; df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm.txt\n",
+        &[],
+    );
+    assert_ok(&build(
+        &env,
+        &[
+            "-t",
+            "hosts:1",
+            "--add-host",
+            "kiln-db:10.0.0.2",
+            "--add-host",
+            "kiln-v6=[fd00::2]",
+            "--add-host",
+            "kiln-gw:host-gateway",
+            "--shm-size",
+            "128m",
+        ],
+    ));
+    let rootfs = unpack(&env, "hosts:1");
+    assert_eq!(
+        read(&rootfs, "hosts.txt"),
+        "10.0.0.2\tkiln-db\nfd00::2\tkiln-v6\n127.0.0.1\tkiln-gw\n"
+    );
+    assert_eq!(read(&rootfs, "shm.txt"), "131072\n");
+
+    // Without them the step runs again (they are in its cache key) with Docker's
+    // defaults.
+    assert_ok(&build(&env, &["-t", "hosts:2"]));
+    let rootfs = unpack(&env, "hosts:2");
+    assert_eq!(read(&rootfs, "hosts.txt"), "");
+    assert_eq!(read(&rootfs, "shm.txt"), "65536\n");
+
+    for (flag, value) in [
+        ("--add-host", "db"),
+        ("--add-host", "db:10.0.0.256"),
+        ("--shm-size", "lots"),
+    ] {
+        let out = build(&env, &[flag, value]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{flag} {value}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(&format!("invalid {flag}")),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

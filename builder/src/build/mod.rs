@@ -6,7 +6,9 @@
 //! recorded layer without running anything, a miss runs the step — `RUN` in the
 //! [`crate::executor`] over an overlay of the layers' snapshots, `COPY`/`ADD`
 //! through [`crate::copy`] into a fresh layer directory — and writes the layer
-//! with [`crate::layer`]. Metadata instructions only change the image config.
+//! with [`crate::layer`]. `WORKDIR` (other than `/`) is BuildKit's `mkdir -p`
+//! owned by the USER of that point, a layer only when it makes a directory.
+//! Other metadata instructions only change the image config.
 //! Base layers are unpacked only when a step below them must run.
 //!
 //! # Errors

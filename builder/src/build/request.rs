@@ -70,6 +70,73 @@ pub enum ExtraContext {
     Image(String),
 }
 
+/// An extra `/etc/hosts` entry for RUN steps (`--add-host`, compose `extra_hosts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraHost {
+    pub name: String,
+    pub address: HostAddress,
+}
+
+/// The address of an [`ExtraHost`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostAddress {
+    Ip(std::net::IpAddr),
+    /// Docker's `host-gateway`: the host as seen from the step. RUN steps share the
+    /// host's network namespace, so that is the loopback address `127.0.0.1` (with
+    /// `--network=none` the step's own loopback: there is no way to the host).
+    HostGateway,
+}
+
+impl HostAddress {
+    /// The address written into the step's `/etc/hosts`.
+    pub fn ip(self) -> std::net::IpAddr {
+        match self {
+            HostAddress::Ip(ip) => ip,
+            HostAddress::HostGateway => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        }
+    }
+}
+
+impl ExtraHost {
+    /// An entry from a name and an address as written (`192.0.2.1`, `::1`, `[::1]`
+    /// or `host-gateway`).
+    pub fn new(name: &str, address: &str) -> Result<ExtraHost, String> {
+        if name.is_empty() || name.contains(':') || name.contains(char::is_whitespace) {
+            return Err(format!("{name:?} is not a host name"));
+        }
+        let address = if address == "host-gateway" {
+            HostAddress::HostGateway
+        } else {
+            let bare = address
+                .strip_prefix('[')
+                .and_then(|a| a.strip_suffix(']'))
+                .unwrap_or(address);
+            HostAddress::Ip(
+                bare.parse()
+                    .map_err(|_| format!("{address:?} is not an IP address or host-gateway"))?,
+            )
+        };
+        Ok(ExtraHost {
+            name: name.to_owned(),
+            address,
+        })
+    }
+}
+
+impl std::str::FromStr for ExtraHost {
+    type Err = String;
+
+    /// `NAME:IP` or `NAME=IP`, as `docker build --add-host` takes them: split at the
+    /// first `=`, else at the first `:` (so `host:::1` is IPv6 `::1`).
+    fn from_str(s: &str) -> Result<ExtraHost, String> {
+        let (name, address) = s
+            .split_once('=')
+            .or_else(|| s.split_once(':'))
+            .ok_or_else(|| format!("{s:?} is not NAME:IP"))?;
+        ExtraHost::new(name, address)
+    }
+}
+
 /// Layer compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
@@ -119,6 +186,10 @@ pub struct BuildRequest {
     pub cache_from: Vec<String>,
     /// Where to export cache to: buildx-style specs (`type=registry,ref=…,mode=max`).
     pub cache_to: Vec<String>,
+    /// Extra `/etc/hosts` entries of RUN steps (`--add-host`).
+    pub extra_hosts: Vec<ExtraHost>,
+    /// Size of RUN steps' `/dev/shm` in bytes (`--shm-size`); `None` is Docker's 64 MiB.
+    pub shm_size: Option<u64>,
     /// Where base images are found (or pulled into) when that is not the
     /// build's own store: a build into a fresh, empty store (`kiln verify`)
     /// takes them from the user's store; their blobs are linked (or copied,
@@ -153,7 +224,40 @@ impl BuildRequest {
             sbom: true,
             cache_from: Vec::new(),
             cache_to: Vec::new(),
+            extra_hosts: Vec::new(),
+            shm_size: None,
             base_store: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_hosts_parse_like_docker_add_host() {
+        let parse = |s: &str| s.parse::<ExtraHost>();
+        let host = parse("db:10.0.0.2").unwrap();
+        assert_eq!(host.name, "db");
+        assert_eq!(host.address.ip().to_string(), "10.0.0.2");
+        assert_eq!(parse("db=10.0.0.2").unwrap(), host);
+        assert_eq!(parse("v6:::1").unwrap().address.ip().to_string(), "::1");
+        assert_eq!(
+            parse("v6=[2001:db8::1]").unwrap().address.ip().to_string(),
+            "2001:db8::1"
+        );
+        assert_eq!(
+            parse("gw:host-gateway").unwrap().address,
+            HostAddress::HostGateway
+        );
+        assert_eq!(
+            HostAddress::HostGateway.ip().to_string(),
+            "127.0.0.1",
+            "steps share the host's network"
+        );
+        assert!(parse("db").is_err());
+        assert!(parse(":10.0.0.2").is_err());
+        assert!(parse("db:not-an-ip").is_err());
     }
 }

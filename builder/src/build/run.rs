@@ -82,7 +82,13 @@ pub(super) fn execute_run(
             _ => executor::Security::Sandbox,
         },
         mounts: step_mounts,
-        extra_hosts: Vec::new(),
+        extra_hosts: shared
+            .request
+            .extra_hosts
+            .iter()
+            .map(|host| (host.name.clone(), host.address.ip()))
+            .collect(),
+        shm_size: shared.request.shm_size,
     };
     let mut tail: Vec<String> = Vec::new();
     let mut partial = Vec::new();

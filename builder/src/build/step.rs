@@ -19,7 +19,16 @@ pub(super) fn run_step(
     key.part(&workdir);
     key.part(state.config.config.user.as_deref().unwrap_or(""));
 
-    if apply_meta(&mut state.config, &step.instruction, &workdir) {
+    // WORKDIR other than `/` is BuildKit's `mkdir -p` (owned by USER) as well
+    // as metadata: the directory exists in the image even if nothing else
+    // touches it. It goes through the cache like any step with a layer.
+    let mkdir_target = match &step.instruction {
+        ResolvedInstruction::Workdir(dir) => Some(join_path(&workdir, dir)).filter(|t| t != "/"),
+        _ => None,
+    };
+    if let Some(target) = &mkdir_target {
+        state.config.config.working_dir = Some(target.clone());
+    } else if apply_meta(&mut state.config, &step.instruction, &workdir) {
         state.key = key.finish();
         // The time of the layer below, not now: a cached rebuild must give the
         // same config, and so the same image digest.
@@ -68,6 +77,14 @@ pub(super) fn run_step(
             }
             key.part(&format!("{:?}", run.network));
             key.part(&format!("{:?}", shared.request.network));
+            // What the step sees of /etc/hosts and /dev/shm can change its output (as
+            // in BuildKit's exec op); left out when unset so other keys stay as they were.
+            for host in &shared.request.extra_hosts {
+                key.part(&format!("add-host {}={}", host.name, host.address.ip()));
+            }
+            if let Some(size) = shared.request.shm_size {
+                key.part(&format!("shm-size {size}"));
+            }
         }
         ResolvedInstruction::Copy(c) => {
             let op = copy::CopyOp {
@@ -155,6 +172,9 @@ pub(super) fn run_step(
             }
             copy_plan = Some((plan, a.link));
         }
+        ResolvedInstruction::Workdir(_) => {
+            // The instruction, the previous WORKDIR and USER are in the key already.
+        }
         _ => unreachable!("metadata instructions were handled above"),
     }
     let key = key.finish();
@@ -202,6 +222,10 @@ pub(super) fn run_step(
             &build,
             number,
         ),
+        ResolvedInstruction::Workdir(_) => {
+            let target = mkdir_target.as_deref().expect("a WORKDIR other than /");
+            execute_workdir(shared, state, step, target, &location)
+        }
         _ => {
             let (plan, link) = copy_plan.expect("copy plan made above");
             execute_copy(shared, state, step, &plan, link, &location)
@@ -379,6 +403,39 @@ pub(super) fn apply_record(state: &mut StageState, record: &Record, step: &Step)
 }
 
 pub(super) type StepResult = (Option<tempfile::TempDir>, Option<LayerRef>);
+
+/// `WORKDIR target`: the missing directories of `target`, owned by the
+/// stage's USER (resolved in the rootfs, as BuildKit does); no layer when
+/// they all exist.
+fn execute_workdir(
+    shared: &Shared<'_>,
+    state: &StageState,
+    step: &Step,
+    target: &str,
+    location: &str,
+) -> Result<StepResult, Error> {
+    let copy_err = |source| Error::Copy {
+        location: location.to_owned(),
+        instruction: step.source.clone(),
+        source,
+    };
+    let scratch = shared.snapshots.scratch_dir("workdir-")?;
+    let view = rootfs_view(shared, &state.layers, location, &step.source)?;
+    let owner = match state.config.config.user.as_deref() {
+        None | Some("") => (0, 0),
+        Some(user) => user
+            .parse::<copy::ChownSpec>()
+            .and_then(|spec| spec.resolve(&view))
+            .map_err(|source| copy_err(source.into()))?,
+    };
+    let made =
+        copy::make_dir_all(&view, scratch.path(), Path::new(target), owner).map_err(copy_err)?;
+    if made == 0 {
+        return Ok((None, None));
+    }
+    let layer = store_layer(shared, scratch.path(), location, &step.source)?;
+    Ok((Some(scratch), layer))
+}
 
 pub(super) fn execute_copy(
     shared: &Shared<'_>,

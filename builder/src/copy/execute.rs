@@ -61,6 +61,26 @@ pub fn execute_linked(
     Executor::new(plan, RootfsView::empty(), layer_dir, owner).run()
 }
 
+/// `WORKDIR` as BuildKit runs it (`mkdir -p`, owned by the stage's USER):
+/// writes into the empty `layer_dir` every directory of `path` missing from
+/// `dest_rootfs`, 0755 and owned by `owner`, following symlinks within the
+/// root. Returns how many directories were made; none means the step changes
+/// nothing (the parents mirrored on the way are then no diff at all).
+pub fn make_dir_all(
+    dest_rootfs: &RootfsView,
+    layer_dir: &Path,
+    path: &Path,
+    owner: (u32, u32),
+) -> Result<u64, Error> {
+    let plan = CopyPlan::empty(path);
+    let mut executor = Executor::new(&plan, dest_rootfs.clone(), layer_dir, Some(owner));
+    executor.ensure_dir(path)?;
+    for (host, mtime) in executor.dir_times.iter().rev() {
+        set_times(host, *mtime)?;
+    }
+    Ok(executor.stats.dirs)
+}
+
 struct Executor<'p> {
     plan: &'p CopyPlan,
     lower: RootfsView,

@@ -76,7 +76,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use chmod::{Chmod, ChmodError};
-pub use execute::{CopyStats, execute, execute_linked};
+pub use execute::{CopyStats, execute, execute_linked, make_dir_all};
 pub use users::{ChownSpec, UserError};
 
 use crate::context::patterns::{self, PatternError, PatternMatcher};
@@ -271,6 +271,22 @@ struct Item {
 }
 
 impl CopyPlan {
+    /// A plan that copies nothing into `dest` (for [`make_dir_all`]).
+    fn empty(dest: &Path) -> CopyPlan {
+        CopyPlan {
+            kind: CopyKind::Copy,
+            dest: dest.to_owned(),
+            dest_is_dir: true,
+            chown: None,
+            chmod: None,
+            parents: false,
+            link: false,
+            exclude: Vec::new(),
+            units: Vec::new(),
+            scratch: None,
+        }
+    }
+
     /// `--chown`, parsed (names not yet resolved).
     pub fn chown(&self) -> Option<&ChownSpec> {
         self.chown.as_ref()

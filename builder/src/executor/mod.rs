@@ -80,7 +80,8 @@ mod user;
 pub use error::{Error, SetupStage};
 pub use run::run;
 pub use spec::{
-    CancelToken, ExitStatus, Mount, Network, Rootfs, RunOutcome, RunSpec, Security, Stream, User,
+    CancelToken, DEFAULT_SHM_SIZE, ExitStatus, Mount, Network, Rootfs, RunOutcome, RunSpec,
+    Security, Stream, User,
 };
 pub use user::resolve_user;
 

@@ -14,7 +14,7 @@ use super::child::{
     SecretCopy, Secrets,
 };
 use super::syscall::CStringArray;
-use super::{Error, Mount, Network, Rootfs, RunSpec, Security};
+use super::{DEFAULT_SHM_SIZE, Error, Mount, Network, Rootfs, RunSpec, Security};
 
 /// Overlay options every step uses. `userxattr` (overlay metadata in `user.overlay.*`)
 /// works both as real root and as root in a user namespace, so the upper dir looks the
@@ -325,6 +325,11 @@ pub(crate) fn prepare(
     } else {
         "newinstance,ptmxmode=0666,mode=0620"
     };
+    let shm_options = match spec.shm_size {
+        // A tmpfs `size=0` would mean unlimited; Docker reads 0 as its default.
+        None | Some(0) => format!("mode=1777,size={}k", DEFAULT_SHM_SIZE >> 10),
+        Some(bytes) => format!("mode=1777,size={bytes}"),
+    };
     for (name, fstype, flags, data) in [
         (
             "pts",
@@ -336,7 +341,7 @@ pub(crate) fn prepare(
             "shm",
             "tmpfs",
             libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            Some("mode=1777,size=65536k"),
+            Some(shm_options.as_str()),
         ),
         (
             "mqueue",

@@ -32,7 +32,13 @@ pub struct RunSpec {
     pub mounts: Vec<Mount>,
     /// Extra `/etc/hosts` entries (`--add-host NAME:IP`).
     pub extra_hosts: Vec<(String, IpAddr)>,
+    /// Size limit of the `/dev/shm` tmpfs in bytes (`--shm-size`); `None` (or 0, as
+    /// in Docker) is [`DEFAULT_SHM_SIZE`].
+    pub shm_size: Option<u64>,
 }
+
+/// Docker's default size of `/dev/shm` in a container or build step: 64 MiB.
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
 
 /// The root filesystem of a step.
 #[derive(Debug, Clone, PartialEq, Eq)]

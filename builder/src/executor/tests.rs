@@ -22,6 +22,7 @@ fn spec(rootfs: Rootfs) -> RunSpec {
         security: Default::default(),
         mounts: Vec::new(),
         extra_hosts: Vec::new(),
+        shm_size: None,
     }
 }
 
@@ -406,6 +407,38 @@ fn tmpfs_mount_sequence() {
             "#
         )
     );
+}
+
+#[test]
+fn shm_size_sets_the_dev_shm_tmpfs_size_and_zero_means_the_default() {
+    let shm_mount = |shm_size: Option<u64>| {
+        let mut spec = spec(overlay());
+        spec.shm_size = shm_size;
+        let calls = calls_of(&spec, &paths(), &root_host());
+        // The tmpfs mounted on the `dev/shm` handle, and nothing else differs.
+        let opened = calls
+            .iter()
+            .position(|call| call.starts_with(r#"openat2(100, "dev/shm""#))
+            .expect("dev/shm is opened");
+        (calls[opened + 1].clone(), calls)
+    };
+    let (default, default_calls) = shm_mount(None);
+    assert_eq!(
+        default,
+        r#"mount("tmpfs", "/proc/self/fd/106", "tmpfs", NOSUID|NODEV|NOEXEC, "mode=1777,size=65536k")"#
+    );
+    let (sized, sized_calls) = shm_mount(Some(96 << 20));
+    assert_eq!(
+        sized,
+        r#"mount("tmpfs", "/proc/self/fd/106", "tmpfs", NOSUID|NODEV|NOEXEC, "mode=1777,size=100663296")"#
+    );
+    let differing: Vec<_> = default_calls
+        .iter()
+        .zip(&sized_calls)
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(differing.len(), 1, "{differing:?}");
+    assert_eq!(shm_mount(Some(0)).0, default, "0 is Docker's default");
 }
 
 #[test]

@@ -5,10 +5,11 @@
 //!
 //! 1. [`Plan::new`] turns the services to build into [`build::BuildRequest`]s
 //!    ([`plan`]): context, Dockerfile, args, target, tags (`image:` first, then
-//!    `build.tags`), labels, secrets, additional contexts, cache specs, platform,
-//!    network, `x-kiln` outputs and SBOM. A compose key the engine cannot honour yet
-//!    is a located error (`compose.yaml:9:7: services.api.build.shm_size: ...`), never
-//!    silently dropped. It also reads every Dockerfile to find the graph's edges:
+//!    `build.tags`, then with `x-kiln.tag_scheme` each of them under the release
+//!    tags), labels, secrets, additional contexts, cache specs, platform, network,
+//!    `extra_hosts`, `shm_size`, `ssh`, `x-kiln` outputs and SBOM. A compose key the
+//!    engine cannot honour is a located error (`compose.yaml:9:7:
+//!    services.api.build.platforms: ...`), never silently dropped. It also reads every Dockerfile to find the graph's edges:
 //!    `service:` additional contexts, and `FROM` (or `COPY --from`, `RUN --mount
 //!    from=`) naming another service's image. Services the selection needs are added;
 //!    a cycle is an [`Error::Cycle`] naming the services.
@@ -19,6 +20,8 @@
 //! 3. [`lock::pins`] gives every active service's `image:` pinned to its digest (built
 //!    ones from the build or the store, pulled ones from their registry), for
 //!    [`Project::to_yaml_with_pins`](crate::frontend::compose::Project::to_yaml_with_pins).
+//! 4. [`rollback`] moves the tags of every built service back to the digests a lock
+//!    file pins (manifests only), after checking every tag first.
 //!
 //! Named contexts (`additional_contexts`: directories, `docker-image://` and
 //! `service:`) go to the solver as [`build::BuildRequest::extra_contexts`]; a
@@ -28,6 +31,7 @@
 pub mod contexts;
 pub mod lock;
 pub mod plan;
+pub mod rollback;
 pub mod schedule;
 
 use std::path::PathBuf;
@@ -101,4 +105,50 @@ pub enum Error {
     },
     #[error("SOURCE_DATE_EPOCH={value:?} is not a number of seconds")]
     SourceDateEpoch { value: String },
+    /// `x-kiln.tag_scheme`: the commit of the service's context could not be read.
+    #[error("service {service}: release tags: {source}")]
+    Release {
+        service: String,
+        #[source]
+        source: Box<crate::tags::Error>,
+    },
+    /// Rolling back to a lock file whose `image:` has no digest.
+    #[error("service {service}: image {image} is not pinned to a digest")]
+    NotPinned { service: String, image: String },
+    #[error("service {service}: {source}")]
+    Rollback {
+        service: String,
+        #[source]
+        source: Box<crate::rollback::Error>,
+    },
+    /// Rolling back a service whose image the project does not build, and whose tag
+    /// now points elsewhere than the lock file pins.
+    #[error(
+        "service {service}: {reference} now points to {current}, the lock file pins {pinned}; \
+         kiln moves only the tags of images the project builds"
+    )]
+    PulledImageMoved {
+        service: String,
+        reference: String,
+        current: String,
+        pinned: String,
+    },
+}
+
+impl Error {
+    /// A line of advice for the user, where one helps.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::NotPinned { .. } => Some(
+                "roll back to a lock file written by kiln compose build --lock FILE".to_owned(),
+            ),
+            Error::PulledImageMoved {
+                reference, pinned, ..
+            } => Some(format!(
+                "deploy the pinned image by digest (image: {reference}@{pinned}); nothing was moved"
+            )),
+            Error::Rollback { source, .. } => source.hint().map(str::to_owned),
+            _ => None,
+        }
+    }
 }

@@ -8,7 +8,9 @@
 //! needs; otherwise by name).
 //!
 //! Errors: [`Error::Compose`] with every located problem of the services to build
-//! (keys kiln cannot honour, several platforms, bad outputs) at once;
+//! (keys kiln cannot honour, several platforms, bad outputs, extra hosts, ssh agents
+//! or `x-kiln` release settings) at once; [`Error::Release`] when `x-kiln.tag_scheme`
+//! cannot read the commit of the service's context;
 //! [`Error::Dockerfile`] / [`Error::Io`] for a Dockerfile that cannot be read or
 //! parsed; [`Error::Cycle`] when services build on each other;
 //! [`Error::SourceDateEpoch`].
@@ -22,10 +24,12 @@ use crate::build::{self, store_name};
 use crate::export::Output;
 use crate::frontend::compose::{
     self, AdditionalContext, Diagnostic, Diagnostics, KeyPath, Location, Problem, Project,
-    SecretSource, Service, TypedSpec,
+    SecretSource, Service, TagScheme, TypedSpec,
 };
 use crate::frontend::dockerfile::{self, ResolveOptions};
 use crate::platform::Platform;
+use crate::store::Store;
+use crate::tags;
 
 /// Settings of the whole run that apply to every service.
 #[derive(Debug, Clone, Default)]
@@ -232,6 +236,74 @@ pub fn output_from_spec(spec: &TypedSpec) -> Result<Output, String> {
     }
 }
 
+/// A service's tags followed by each of them under every release tag (`app:dev`
+/// with `1.2.0` gives `app:dev`, `app:1.2.0`), without repeats. The service's own
+/// tags stay, so `image:` still names the build.
+pub fn with_release_tags(tags: &[String], release: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in tags
+        .iter()
+        .cloned()
+        .chain(tags::tagged_references(tags, release))
+    {
+        if !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    out
+}
+
+/// The tags `kiln compose push` pushes a built service under: the service's tags and,
+/// with `x-kiln.tag_scheme`, the release tags of the commit the stored image was built
+/// from (its `org.opencontainers.image.revision` label; the context's `HEAD` when the
+/// image has none), so a push after a new commit still names the image's own commit.
+pub fn pushed_tags(store: &Store, request: &compose::BuildRequest) -> Result<Vec<String>, Error> {
+    let (Some(TagScheme::SemverSha), Some(version)) = (request.tag_scheme, &request.version) else {
+        return Ok(request.tags.clone());
+    };
+    let release_error = |source| Error::Release {
+        service: request.service.clone(),
+        source: Box::new(source),
+    };
+    let revision = match stored_label(store, &request.tags[0], "org.opencontainers.image.revision")
+    {
+        Some(commit) => Some(tags::given_revision(&commit, None).map_err(release_error)?),
+        None => None,
+    };
+    let release = tags::semver_sha(&tags::ReleaseOptions {
+        version,
+        revision,
+        context: &request.context_dir,
+        created: 0,
+    })
+    .map_err(release_error)?;
+    Ok(with_release_tags(&request.tags, &release.tags))
+}
+
+/// A label of the image stored under `image`'s name, if it is there and has it.
+fn stored_label(store: &Store, image: &str, label: &str) -> Option<String> {
+    let descriptor = store.resolve(&store_name(image)).ok()?;
+    let manifest = crate::image::Manifest::parse(
+        &store.read_blob(&descriptor.digest).ok()?,
+        &descriptor.digest,
+    )
+    .ok()?;
+    let config_digest = &manifest.config.digest;
+    let config =
+        crate::image::ImageConfig::parse(&store.read_blob(config_digest).ok()?, config_digest)
+            .ok()?;
+    config.config.labels?.remove(label)
+}
+
+/// A path from the compose file: `~/` is the home directory, relative paths are
+/// relative to the project directory.
+fn expand_path(project_dir: &Path, path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => project_dir.join(path),
+    }
+}
+
 impl Planner<'_> {
     fn problem(&mut self, service: &Service, key: &str, problem: Problem) {
         let location = build_key_location(service, key);
@@ -287,7 +359,10 @@ impl Planner<'_> {
         }
         self.platform(service, request, &mut out);
         self.secrets(service, request, &mut out);
-        self.engine_gaps(service, request);
+        self.extra_hosts(service, request, &mut out);
+        out.shm_size = request.shm_size;
+        self.ssh(service, request, &mut out);
+        self.release(service, request, &mut out)?;
         let outputs = self.outputs(service, request);
 
         // Named contexts, and the services they make this one need.
@@ -406,7 +481,9 @@ impl Planner<'_> {
                     service,
                     "platforms",
                     &format!(
-                        "multi-platform builds are not supported yet ({}); give one platform",
+                        "multi-platform builds ({}): kiln runs RUN steps natively, with no \
+                         emulation, so it builds one platform at a time; give one platform \
+                         here and build each other one on a machine of that architecture",
                         request.platforms.join(", ")
                     ),
                 );
@@ -512,44 +589,145 @@ impl Planner<'_> {
         Ok(path)
     }
 
-    /// Compose build keys the build engine has no setting for yet.
-    fn engine_gaps(&mut self, service: &Service, request: &compose::BuildRequest) {
-        if request.shm_size.is_some() {
-            self.unsupported(
-                service,
-                "shm_size",
-                "shm_size (the build engine has no /dev/shm size setting yet)",
-            );
-        }
-        if !request.extra_hosts.is_empty() {
-            self.unsupported(
-                service,
-                "extra_hosts",
-                "extra_hosts (RUN steps see the host's /etc/hosts; no extra entries yet)",
-            );
-        }
-        if !request.ssh.is_empty() {
-            self.unsupported(
-                service,
-                "ssh",
-                "ssh agent forwarding for builds (not in the build engine yet)",
-            );
-        }
-        for (key, set) in [
-            ("tag_scheme", request.tag_scheme.is_some()),
-            ("version", request.version.is_some()),
-        ] {
-            if set {
-                let (location, path) = kiln_key_location(service, key);
-                self.problems.push(Diagnostic::new(
-                    &location,
-                    &path,
-                    Problem::Unsupported {
-                        feature: format!("x-kiln.{key} for kiln compose build (not yet)"),
+    /// `extra_hosts`: `host: ip` (or several) and `"host:ip"`/`"host=ip"` entries,
+    /// IPv6 and `host-gateway` included, as `kiln build --add-host` takes them.
+    fn extra_hosts(
+        &mut self,
+        service: &Service,
+        request: &compose::BuildRequest,
+        out: &mut build::BuildRequest,
+    ) {
+        for host in &request.extra_hosts {
+            match build::ExtraHost::new(&host.host, &host.ip) {
+                Ok(entry) => out.extra_hosts.push(entry),
+                Err(reason) => self.problem(
+                    service,
+                    "extra_hosts",
+                    Problem::InvalidValue {
+                        what: "extra host",
+                        value: format!("{}:{}", host.host, host.ip),
+                        reason,
                     },
-                ));
+                ),
             }
         }
+    }
+
+    /// `ssh`: `default` (the agent at `$SSH_AUTH_SOCK`), or `ID=PATH` / `ID: PATH`
+    /// with the path relative to the project directory, as `kiln build --ssh`.
+    fn ssh(
+        &mut self,
+        service: &Service,
+        request: &compose::BuildRequest,
+        out: &mut build::BuildRequest,
+    ) {
+        for spec in &request.ssh {
+            let paths: Vec<PathBuf> = if spec.paths.is_empty() {
+                match self.project.environment.get("SSH_AUTH_SOCK") {
+                    Some(socket) if !socket.is_empty() => vec![PathBuf::from(socket)],
+                    _ => {
+                        self.problem(
+                            service,
+                            "ssh",
+                            Problem::InvalidValue {
+                                what: "ssh agent",
+                                value: spec.id.clone(),
+                                reason: "SSH_AUTH_SOCK is not set; start an agent or give \
+                                         its socket as ID=PATH"
+                                    .to_owned(),
+                            },
+                        );
+                        continue;
+                    }
+                }
+            } else {
+                spec.paths
+                    .iter()
+                    .map(|path| expand_path(&self.project.working_dir, path))
+                    .collect()
+            };
+            out.ssh.push(build::SshSource {
+                id: spec.id.clone(),
+                paths,
+            });
+        }
+    }
+
+    /// `x-kiln.tag_scheme: semver-sha` with `x-kiln.version`: every tag of the service
+    /// also under the release tags, and the OCI release labels (the service's own
+    /// `labels` win), as `kiln build --tag-scheme semver-sha --version`.
+    fn release(
+        &mut self,
+        service: &Service,
+        request: &compose::BuildRequest,
+        out: &mut build::BuildRequest,
+    ) -> Result<(), Error> {
+        let version = match (request.tag_scheme, &request.version) {
+            (None, None) => return Ok(()),
+            (Some(TagScheme::SemverSha), Some(version)) => version,
+            (Some(_), None) => {
+                self.kiln_problem(
+                    service,
+                    "tag_scheme",
+                    Problem::InvalidValue {
+                        what: "x-kiln.tag_scheme",
+                        value: "semver-sha".to_owned(),
+                        reason: "needs x-kiln.version (e.g. version: ${APP_VERSION})".to_owned(),
+                    },
+                );
+                return Ok(());
+            }
+            (None, Some(version)) => {
+                self.kiln_problem(
+                    service,
+                    "version",
+                    Problem::InvalidValue {
+                        what: "x-kiln.version",
+                        value: version.clone(),
+                        reason: "has no effect without x-kiln.tag_scheme: semver-sha".to_owned(),
+                    },
+                );
+                return Ok(());
+            }
+        };
+        if let Err(error) = tags::parse_version(version) {
+            self.kiln_problem(
+                service,
+                "version",
+                Problem::InvalidValue {
+                    what: "x-kiln.version",
+                    value: version.clone(),
+                    reason: error.to_string(),
+                },
+            );
+            return Ok(());
+        }
+        let created = out.source_date_epoch.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        });
+        let release = tags::semver_sha(&tags::ReleaseOptions {
+            version,
+            revision: None,
+            context: &request.context_dir,
+            created,
+        })
+        .map_err(|source| Error::Release {
+            service: service.name.clone(),
+            source: Box::new(source),
+        })?;
+        out.tags = with_release_tags(&out.tags, &release.tags);
+        for (key, value) in release.labels {
+            out.labels.entry(key).or_insert(value);
+        }
+        Ok(())
+    }
+
+    fn kiln_problem(&mut self, service: &Service, key: &str, problem: Problem) {
+        let (location, path) = kiln_key_location(service, key);
+        self.problems
+            .push(Diagnostic::new(&location, &path, problem));
     }
 
     fn outputs(&mut self, service: &Service, request: &compose::BuildRequest) -> Vec<Output> {
@@ -686,34 +864,146 @@ services:
     }
 
     #[test]
-    fn keys_without_effect_are_located_errors() {
+    fn keys_without_effect_or_with_bad_values_are_located_errors() {
         let (_dir, project) = project(&[
             (
                 "compose.yaml",
-                "services:\n  a:\n    build:\n      context: .\n      shm_size: 2g\n      platforms: [linux/amd64, linux/arm64]\n      extra_hosts: [\"h:1.2.3.4\"]\n",
+                "services:\n  a:\n    build:\n      context: .\n      platforms: [linux/amd64, linux/arm64]\n      extra_hosts: [\"h:1.2.3.4\", \"bad:not-an-ip\"]\n      x-kiln:\n        tag_scheme: semver-sha\n  b:\n    build: .\n    x-kiln:\n      tag_scheme: semver-sha\n      version: 1.0.0+sha.abc\n",
             ),
             ("Dockerfile", "FROM busybox\n"),
         ]);
         let error = Plan::new(&project, &[], &PlanOptions::default()).unwrap_err();
         let text = error.to_string();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines.len(), 4, "{text}");
         assert!(
-            lines[0].starts_with("compose.yaml:5:7: services.a.build.shm_size: "),
+            lines[0].starts_with("compose.yaml:5:7: services.a.build.platforms: "),
             "{text}"
         );
         assert!(
-            lines[1].starts_with("compose.yaml:6:7: services.a.build.platforms: "),
+            lines[0].contains("multi-platform builds (linux/amd64, linux/arm64)")
+                && lines[0].contains("no emulation")
+                && lines[0].contains("give one platform"),
+            "says why and what to do: {text}"
+        );
+        assert!(
+            lines[1].starts_with("compose.yaml:6:7: services.a.build.extra_hosts: ")
+                && lines[1].contains("\"not-an-ip\" is not an IP address"),
             "{text}"
         );
         assert!(
-            lines[1].contains("multi-platform builds are not supported yet"),
+            lines[2].starts_with("compose.yaml:8:9: services.a.build.x-kiln.tag_scheme: ")
+                && lines[2].contains("needs x-kiln.version"),
             "{text}"
         );
         assert!(
-            lines[2].starts_with("compose.yaml:7:7: services.a.build.extra_hosts: "),
+            lines[3].starts_with("compose.yaml:13:7: services.b.x-kiln.version: ")
+                && lines[3].contains("`+` is not allowed"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn hosts_shm_and_ssh_reach_the_build_request() {
+        let (dir, project) = project(&[
+            (
+                "compose.yaml",
+                "services:\n  a:\n    build:\n      context: .\n      shm_size: 96m\n      extra_hosts:\n        db: 10.0.0.2\n        v6: \"::1\"\n        gw: host-gateway\n      ssh: [\"work=keys/agent.sock\"]\n  b:\n    build:\n      context: .\n      extra_hosts: [\"cache=10.0.0.9\", \"old:10.0.0.8\"]\n      ssh: {deploy: /run/agent.sock}\n",
+            ),
+            ("Dockerfile", "FROM busybox\n"),
+        ]);
+        let plan = Plan::new(&project, &[], &PlanOptions::default()).unwrap();
+        let a = &plan.service("a").unwrap().request;
+        assert_eq!(a.shm_size, Some(96 << 20));
+        let hosts: Vec<String> = a
+            .extra_hosts
+            .iter()
+            .map(|h| format!("{} {}", h.name, h.address.ip()))
+            .collect();
+        assert_eq!(hosts, ["db 10.0.0.2", "v6 ::1", "gw 127.0.0.1"]);
+        assert_eq!(a.ssh.len(), 1);
+        assert_eq!(a.ssh[0].id, "work");
+        assert_eq!(a.ssh[0].paths, [dir.path().join("keys/agent.sock")]);
+        let b = &plan.service("b").unwrap().request;
+        assert_eq!(b.shm_size, None);
+        let hosts: Vec<&str> = b.extra_hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(hosts, ["cache", "old"]);
+        assert_eq!(b.ssh.len(), 1);
+        assert_eq!(
+            (b.ssh[0].id.as_str(), b.ssh[0].paths.as_slice()),
+            ("deploy", [PathBuf::from("/run/agent.sock")].as_slice())
+        );
+
+        // `ssh: [default]` takes the agent of the environment, and says so when there is none.
+        let (_dir, no_agent) = super::tests::project(&[
+            (
+                "compose.yaml",
+                "services:\n  a:\n    build:\n      context: .\n      ssh: [default]\n",
+            ),
+            ("Dockerfile", "FROM busybox\n"),
+        ]);
+        let text = Plan::new(&no_agent, &[], &PlanOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.starts_with("compose.yaml:5:7: services.a.build.ssh: ")
+                && text.contains("SSH_AUTH_SOCK is not set"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn release_tags_come_from_the_context_repository() {
+        let (dir, project) = project(&[
+            (
+                "compose.yaml",
+                "services:\n  api:\n    image: reg.test/api:dev\n    build:\n      context: api\n      tags: [reg.test/mirror/api]\n      labels: {org.opencontainers.image.version: mine}\n      x-kiln:\n        tag_scheme: semver-sha\n        version: v1.4.2\n",
+            ),
+            ("api/Dockerfile", "FROM busybox\n"),
+        ]);
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("git");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        git(&["init", "-q"]);
+        git(&["add", "."]);
+        git(&["commit", "-q", "-m", "one"]);
+        let short = &git(&["rev-parse", "HEAD"])[..7];
+        let plan = Plan::new(&project, &[], &PlanOptions::default()).unwrap();
+        let api = plan.service("api").unwrap();
+        assert_eq!(api.image, "reg.test/api:dev");
+        let expected: Vec<String> = [
+            "reg.test/api:dev".to_owned(),
+            "reg.test/mirror/api".to_owned(),
+        ]
+        .into_iter()
+        .chain(
+            ["reg.test/api", "reg.test/mirror/api"]
+                .iter()
+                .flat_map(|repo| {
+                    ["1.4.2", "1.4", "1"]
+                        .iter()
+                        .map(move |tag| format!("{repo}:{tag}"))
+                        .chain([format!("{repo}:1.4.2-sha.{short}")])
+                }),
+        )
+        .collect();
+        assert_eq!(api.request.tags, expected);
+        assert_eq!(
+            api.request.labels["org.opencontainers.image.version"], "mine",
+            "the service's own labels win"
+        );
+        assert!(api.request.labels["org.opencontainers.image.revision"].starts_with(short));
     }
 
     #[test]

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kiln_builder::build::{
-    BuildRequest, Compression, DockerfileSource, Entitlement, ExtraContext, NetworkMode,
+    BuildRequest, Compression, DockerfileSource, Entitlement, ExtraContext, ExtraHost, NetworkMode,
     SecretSource, SecretValue, SshSource,
 };
+use kiln_builder::frontend::compose::model::parse_size;
 use kiln_builder::image::Format;
 use kiln_builder::platform::Platform;
 
@@ -65,6 +66,13 @@ pub struct BuildInputs {
     /// Network for RUN steps: default (host) or none
     #[arg(long, default_value = "default")]
     pub network: String,
+    /// Add a line to RUN steps' /etc/hosts: NAME:IP or NAME=IP (IPv6 too;
+    /// `host-gateway` is 127.0.0.1, as steps share the host's network); repeatable
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_hosts: Vec<String>,
+    /// Size of RUN steps' /dev/shm: bytes, or a number with b, k, m or g (default 64m)
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
     /// Layer compression: gzip (the default) or zstd
     #[arg(long)]
     pub compression: Option<String>,
@@ -327,6 +335,22 @@ impl BuildInputs {
                     .with_hint("kiln supports --network=default (host) and --network=none"));
             }
         };
+        request.extra_hosts = self
+            .add_hosts
+            .iter()
+            .map(|spec| {
+                spec.parse::<ExtraHost>().map_err(|reason| {
+                    Failure::usage(format!("invalid --add-host {spec:?}: {reason}"))
+                        .with_hint("use --add-host NAME:IP, e.g. --add-host db:10.0.0.2")
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if let Some(size) = &self.shm_size {
+            request.shm_size = Some(parse_size(size).ok_or_else(|| {
+                Failure::usage(format!("invalid --shm-size {size:?}"))
+                    .with_hint("give bytes or a number with b, k, m or g, e.g. --shm-size 256m")
+            })?);
+        }
         request.compression = match self.compression.as_deref().unwrap_or("gzip") {
             "gzip" => Compression::Gzip,
             "zstd" => Compression::Zstd,

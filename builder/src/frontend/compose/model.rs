@@ -282,7 +282,7 @@ pub struct KilnExtension {
 /// How tags are derived from `x-kiln.version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TagScheme {
-    /// `1.2.3`, `1.2`, `1` and `sha-<commit>`.
+    /// `1.2.3`, `1.2`, `1` and `1.2.3-sha.<commit>` ([`crate::tags::semver_sha`]).
     SemverSha,
 }
 

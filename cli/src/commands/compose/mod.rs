@@ -2,11 +2,13 @@
 //!
 //! The global flags (`-f`, `--env-file`, `-p`, `--profile`, `--project-directory`)
 //! come before the subcommand, as with `docker compose`, and decide what is loaded
-//! ([`LoadOptions`]). One file per subcommand: [`build`], [`push`], [`config`].
+//! ([`LoadOptions`]). One file per subcommand: [`build`], [`push`], [`config`],
+//! [`rollback`] (which reads its lock file instead of the project).
 
 mod build;
 mod config;
 mod push;
+mod rollback;
 
 use std::path::PathBuf;
 
@@ -45,6 +47,8 @@ pub enum Command {
     Push(push::Args),
     /// Show the resolved project (merged, interpolated, canonical YAML)
     Config(config::Args),
+    /// Move every service's tags on the registry back to the digests of a lock file
+    Rollback(rollback::Args),
 }
 
 impl Args {
@@ -73,11 +77,15 @@ impl Args {
 }
 
 pub fn run(args: Args, printer: &Printer) -> Result<(), Failure> {
+    if let Command::Rollback(rollback) = args.command {
+        return rollback::run(rollback, printer);
+    }
     let project = args.load(printer)?;
     match args.command {
         Command::Build(build) => build::run(&project, build, printer),
         Command::Push(push) => push::run(&project, push, printer),
         Command::Config(config) => config::run(&project, config, printer),
+        Command::Rollback(_) => unreachable!("handled before loading the project"),
     }
 }
 
@@ -95,7 +103,13 @@ fn project_failure(error: &project::Error) -> Failure {
             failure.message = format!("service {service}: {}", failure.message);
             failure
         }
-        other => Failure::from_error(other),
+        other => {
+            let failure = Failure::from_error(other);
+            match other.hint() {
+                Some(hint) => failure.with_hint(hint),
+                None => failure,
+            }
+        }
     }
 }
 

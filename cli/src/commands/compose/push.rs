@@ -1,12 +1,14 @@
 //! `kiln compose push [SERVICE]...`: push the images `kiln compose build` put in the
-//! store, every tag of each, as `kiln build --push` does. One
+//! store, every tag of each (with `x-kiln.tag_scheme`, the release tags too), as
+//! `kiln build --push` does. One
 //! `service<TAB>image@sha256:…` line per pushed service on stdout.
 
 use kiln_builder::build::store_name;
 use kiln_builder::frontend::compose::Project;
+use kiln_builder::project;
 use kiln_builder::store::Store;
 
-use super::{Failure, compose_failure, selected};
+use super::{Failure, compose_failure, project_failure, selected};
 use crate::printer::Printer;
 
 #[derive(Debug, clap::Args)]
@@ -41,10 +43,11 @@ pub fn run(project: &Project, args: Args, printer: &Printer) -> Result<(), Failu
                 request.service
             )));
         }
+        let tags = project::plan::pushed_tags(&store, &request).map_err(|e| project_failure(&e))?;
         let digest = crate::commands::push::push_from_store(
             &store,
             image,
-            &request.tags,
+            &tags,
             &args.insecure_registries,
             printer,
         )?;
