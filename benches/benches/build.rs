@@ -30,7 +30,9 @@
 //! binary next to this bench (`cargo build --release -p kiln-cli` first) or
 //! `$KILN_BIN`.
 //!
-//! Run: `cargo build --release -p kiln-cli && cargo bench -p kiln-benches --bench build`.
+//! Run: `cargo build --release -p kiln-cli && cargo bench -p kiln-benches --bench build`
+//! (`KILN_BENCH_RUNS=N` runs each scenario N times; `KILN_BENCH_KEEP=1` keeps the
+//! context and the stores under `/tmp` for profiling).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -142,6 +144,14 @@ fn run() -> Result<(), String> {
         .expect("scratch dir");
     let context = scratch.path().join("ctx");
     make_context(&context);
+    // `KILN_BENCH_KEEP=1`: leave the context and stores behind for profiling.
+    let scratch = if std::env::var_os("KILN_BENCH_KEEP").is_some() {
+        let kept = scratch.keep();
+        eprintln!("keeping {}", kept.display());
+        Scratch::Kept(kept)
+    } else {
+        Scratch::Temp(scratch)
+    };
 
     let python = kiln_testimages::images::python().expect("python base image");
     let base_id = docker
@@ -190,6 +200,21 @@ fn run() -> Result<(), String> {
     }
     report(&samples, runs);
     Ok(())
+}
+
+/// The bench's scratch directory: removed at the end unless kept.
+enum Scratch {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        match self {
+            Scratch::Temp(dir) => dir.path(),
+            Scratch::Kept(path) => path,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

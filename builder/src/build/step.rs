@@ -101,38 +101,55 @@ pub(super) fn run_step(
                 checksum: None,
                 keep_git_dir: false,
             };
-            let from_view;
-            let source = match &c.from {
-                None => copy::Source::Context(&shared.context),
+            let from = match &c.from {
+                None => CopyFrom::Context(&shared.context),
                 Some(StageOrImage::Stage(index)) => {
                     let from = wait_for(shared, *index, label)?;
-                    from_view = rootfs_view(shared, &from.layers, &location, &step.source)?;
                     key.part(&format!("from-stage {}", from.key));
-                    copy::Source::Rootfs(&from_view)
+                    CopyFrom::Layers(from.layers.clone())
                 }
                 Some(StageOrImage::Image(name)) if shared.named_contexts.contains_key(name) => {
                     key.part(&format!("from-context {name}"));
-                    copy::Source::Context(&shared.named_contexts[name])
+                    CopyFrom::Context(&shared.named_contexts[name])
                 }
                 Some(StageOrImage::Image(reference)) => {
                     let info = &shared.images[reference];
-                    from_view = rootfs_view(shared, &info.layers, &location, &step.source)?;
                     key.part(&format!("from-image {}", info.manifest_digest));
-                    copy::Source::Rootfs(&from_view)
+                    CopyFrom::Layers(info.layers.clone())
                 }
             };
-            let plan = copy::plan(source, &op).map_err(|source| Error::Copy {
-                location: location.clone(),
-                instruction: step.source.clone(),
-                source,
-            })?;
-            key.part(&copy::cache_digest(&plan).to_string());
+            let (digest, plan) = copy_source_digest(shared, &from, &op, &location, &step.source)?;
+            key.part(&digest.to_string());
             if c.link {
+                let chown = match &op.chown {
+                    Some(text) => {
+                        Some(
+                            text.parse::<copy::ChownSpec>()
+                                .map_err(|source| Error::Copy {
+                                    location: location.clone(),
+                                    instruction: step.source.clone(),
+                                    source: source.into(),
+                                })?,
+                        )
+                    }
+                    None => None,
+                };
                 link_key = Some(linked_copy_key(
-                    shared, state, step, &plan, &workdir, &location,
+                    shared,
+                    state,
+                    step,
+                    &digest,
+                    chown.as_ref(),
+                    &workdir,
+                    &location,
                 )?);
             }
-            copy_plan = Some((plan, c.link));
+            copy_plan = Some(PendingCopy {
+                plan,
+                from,
+                op,
+                link: c.link,
+            });
         }
         ResolvedInstruction::Add(a) => {
             let checksum = match &a.checksum {
@@ -164,13 +181,25 @@ pub(super) fn run_step(
                         source,
                     }
                 })?;
-            key.part(&copy::cache_digest(&plan).to_string());
+            let digest = copy::cache_digest(&plan);
+            key.part(&digest.to_string());
             if a.link {
                 link_key = Some(linked_copy_key(
-                    shared, state, step, &plan, &workdir, &location,
+                    shared,
+                    state,
+                    step,
+                    &digest,
+                    plan.chown(),
+                    &workdir,
+                    &location,
                 )?);
             }
-            copy_plan = Some((plan, a.link));
+            copy_plan = Some(PendingCopy {
+                plan: Some(plan),
+                from: CopyFrom::Context(&shared.context),
+                op,
+                link: a.link,
+            });
         }
         ResolvedInstruction::Workdir(_) => {
             // The instruction, the previous WORKDIR and USER are in the key already.
@@ -227,8 +256,24 @@ pub(super) fn run_step(
             execute_workdir(shared, state, step, target, &location)
         }
         _ => {
-            let (plan, link) = copy_plan.expect("copy plan made above");
-            execute_copy(shared, state, step, &plan, link, &location)
+            let pending = copy_plan.expect("copy plan made above");
+            let plan = match pending.plan {
+                Some(plan) => plan,
+                None => {
+                    let CopyFrom::Layers(layers) = &pending.from else {
+                        unreachable!("only rootfs sources defer their plan")
+                    };
+                    let view = rootfs_view(shared, layers, &location, &step.source)?;
+                    copy::plan(copy::Source::Rootfs(&view), &pending.op).map_err(|source| {
+                        Error::Copy {
+                            location: location.clone(),
+                            instruction: step.source.clone(),
+                            source,
+                        }
+                    })?
+                }
+            };
+            execute_copy(shared, state, step, &plan, pending.link, &location)
         }
     };
     let (layer_dir, layer) = match result {
@@ -281,7 +326,8 @@ fn linked_copy_key(
     shared: &Shared<'_>,
     state: &StageState,
     step: &Step,
-    plan: &copy::CopyPlan,
+    sources: &Digest,
+    chown: Option<&copy::ChownSpec>,
     workdir: &str,
     location: &str,
 ) -> Result<Digest, Error> {
@@ -291,8 +337,8 @@ fn linked_copy_key(
         key.part(k).part(v);
     }
     key.part(workdir);
-    key.part(&copy::cache_digest(plan).to_string());
-    if let Some(chown) = plan.chown().filter(|c| c.has_names()) {
+    key.part(&sources.to_string());
+    if let Some(chown) = chown.filter(|c| c.has_names()) {
         let view = rootfs_view(shared, &state.layers, location, &step.source)?;
         let (uid, gid) = chown.resolve(&view).map_err(|source| Error::Copy {
             location: location.to_owned(),
@@ -302,6 +348,71 @@ fn linked_copy_key(
         key.part(&format!("owner {uid}:{gid}"));
     }
     Ok(key.finish())
+}
+
+/// Where a COPY reads from: a context, or the layers of a stage or an image.
+enum CopyFrom<'a> {
+    Context(&'a BuildContext),
+    Layers(Vec<LayerRef>),
+}
+
+/// A COPY/ADD whose cache key is known; its plan is made now, or — for a
+/// rootfs source whose digest was remembered — only if the step must run.
+struct PendingCopy<'a> {
+    plan: Option<copy::CopyPlan>,
+    from: CopyFrom<'a>,
+    op: copy::CopyOp,
+    link: bool,
+}
+
+/// The digest of what `op` selects from `from`, and the plan when one was made.
+///
+/// Layers never change under their chain ID, so for a stage or image source the
+/// digest is remembered per (chain ID, instruction): a cached rebuild neither
+/// unpacks that rootfs nor walks and hashes it again (a venv is thousands of
+/// files). `--no-cache` recomputes it.
+fn copy_source_digest(
+    shared: &Shared<'_>,
+    from: &CopyFrom<'_>,
+    op: &copy::CopyOp,
+    location: &str,
+    instruction: &str,
+) -> Result<(Digest, Option<copy::CopyPlan>), Error> {
+    let plan_of = |source| {
+        copy::plan(source, op).map_err(|source| Error::Copy {
+            location: location.to_owned(),
+            instruction: instruction.to_owned(),
+            source,
+        })
+    };
+    match from {
+        CopyFrom::Context(context) => {
+            let plan = plan_of(copy::Source::Context(context))?;
+            Ok((copy::cache_digest(&plan), Some(plan)))
+        }
+        CopyFrom::Layers(layers) => {
+            let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+            let mut memo = KeyBuilder::new("copy-source");
+            memo.part(
+                &chain_ids(&diff_ids)
+                    .pop()
+                    .map_or_else(String::new, |c| c.to_string()),
+            );
+            memo.part(&format!("{op:?}"));
+            let memo = memo.finish();
+            if !shared.request.no_cache
+                && let Some(digest) = shared.cache.source_digest(&memo)
+            {
+                return Ok((digest, None));
+            }
+            let view = rootfs_view(shared, layers, location, instruction)?;
+            let plan = plan_of(copy::Source::Rootfs(&view))?;
+            let digest = copy::cache_digest(&plan);
+            // Losing the memo only costs hashing next time.
+            let _ = shared.cache.put_source_digest(&memo, &digest);
+            Ok((digest, Some(plan)))
+        }
+    }
 }
 
 pub(super) fn copy_heredocs(heredocs: &[dockerfile::HeredocSource]) -> Vec<copy::Heredoc> {

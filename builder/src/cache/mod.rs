@@ -274,21 +274,52 @@ impl Cache {
     }
 
     fn write(&self, key: &Digest, record: &Record) -> Result<(), Error> {
-        let io = |path: &PathBuf| {
-            let path = path.clone();
-            move |source| Error::Io { path, source }
-        };
-        fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io(&self.dir))?;
         let bytes = serde_json::to_vec(record).expect("cache record serialises");
-        tmp.write_all(&bytes).map_err(io(&self.dir))?;
-        let path = self.path(key);
-        tmp.persist(&path).map_err(|e| Error::Io {
-            path,
-            source: e.error,
-        })?;
-        Ok(())
+        write_atomically(&self.dir, &self.path(key), &bytes)
     }
+
+    fn source_digest_path(&self, key: &Digest) -> PathBuf {
+        self.dir.join("sources").join(key.hex())
+    }
+
+    /// A remembered digest of what a `COPY --from` selects in an immutable
+    /// rootfs (`key` names the layers' chain ID and the selection), so that a
+    /// cached rebuild does not walk and hash that tree again.
+    pub fn source_digest(&self, key: &Digest) -> Option<Digest> {
+        fs::read_to_string(self.source_digest_path(key))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Remembers [`source_digest`](Self::source_digest) for `key`.
+    pub fn put_source_digest(&self, key: &Digest, digest: &Digest) -> Result<(), Error> {
+        let path = self.source_digest_path(key);
+        let dir = path.parent().expect("under the cache dir");
+        write_atomically(dir, &path, digest.to_string().as_bytes())
+    }
+}
+
+/// Writes `bytes` to `path` (in `dir`) through a temporary file and a rename,
+/// so readers see the whole old or the whole new content.
+fn write_atomically(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> Result<(), Error> {
+    let io = |path: &std::path::Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+    tmp.write_all(bytes).map_err(io(dir))?;
+    tmp.persist(path).map_err(|e| Error::Io {
+        path: path.to_owned(),
+        source: e.error,
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]
