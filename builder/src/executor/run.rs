@@ -61,7 +61,14 @@ pub fn run(
     let mut stub_lower = None;
     let mut dir_stubs: Option<DirStubs> = None;
     match &spec.rootfs {
-        Rootfs::Overlay { .. } => {
+        Rootfs::Overlay { work, .. } => {
+            // A `volatile` mount leaves `work/incompat/volatile` in its work dir and overlayfs
+            // refuses that dir again; a finished step's upper dir is complete (all its
+            // processes are gone), so a caller reusing the pair gets the mark cleared.
+            let mark = work.join("work").join("incompat");
+            if mark.exists() {
+                std::fs::remove_dir_all(&mark).map_err(prepare_error("clearing", &mark))?;
+            }
             let stub = run_dir.path().join("stub");
             std::fs::create_dir(&stub).map_err(prepare_error("creating", &stub))?;
             stubs::create_stub_lower(&stub, &points)?;

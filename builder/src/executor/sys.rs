@@ -200,6 +200,7 @@ impl Syscall for RealSyscall {
             set(FSCONFIG_SET_STRING, Some(c"upperdir"), Some(upper))?;
             set(FSCONFIG_SET_STRING, Some(c"workdir"), Some(work))?;
             set(FSCONFIG_SET_FLAG, Some(c"userxattr"), None)?;
+            set(FSCONFIG_SET_FLAG, Some(c"volatile"), None)?;
             set(FSCONFIG_SET_STRING, Some(c"index"), Some(c"off"))?;
             set(FSCONFIG_SET_STRING, Some(c"metacopy"), Some(c"off"))?;
             set(

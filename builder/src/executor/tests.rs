@@ -233,7 +233,7 @@ fn overlay_rootfs_sequence() {
         prctl(PR_SET_PDEATHSIG, SIGKILL)
         umask(0o0)
         mount(NULL, "/", NULL, REC|PRIVATE, NULL)
-        mount("overlay", "/run/k/root", "overlay", 0, "lowerdir=/s/l2:/s/l1:/run/k/stub,upperdir=/s/up,workdir=/s/work,userxattr,index=off,metacopy=off,redirect_dir=nofollow")
+        mount("overlay", "/run/k/root", "overlay", 0, "lowerdir=/s/l2:/s/l1:/run/k/stub,upperdir=/s/up,workdir=/s/work,userxattr,index=off,metacopy=off,redirect_dir=nofollow,volatile")
         open("/run/k/root", PATH|DIRECTORY|CLOEXEC, 0o0) = 100
         "#,
     );
