@@ -276,7 +276,15 @@ trait Tool {
     fn build(&mut self, context: &Path) -> Duration;
 }
 
+/// Flushes what earlier runs (any tool's) left dirty, so that a timed build
+/// does not pay for another's writes and deletions on this shared disk.
+fn settle() {
+    let synced = Command::new("sync").status().is_ok_and(|s| s.success());
+    assert!(synced, "sync failed");
+}
+
 fn timed(command: &mut Command, what: &str) -> Duration {
+    settle();
     let started = Instant::now();
     let output = command
         .stdin(Stdio::null())
@@ -361,8 +369,8 @@ impl Tool for Kiln {
             &mut self.command(&home, context, &[]),
             "kiln build (fresh store)",
         );
-        // Not needed again: free the disk.
-        let _ = fs::remove_dir_all(&home);
+        // Left until the scratch dir goes at the end: deleting ~10k files on a
+        // disk mounted with `discard` slows the next runs of every tool.
         Some(time)
     }
 
@@ -415,6 +423,7 @@ impl Docker<'_> {
     fn build_with(&self, context: &Path, extra: &[&str]) -> Duration {
         let mut args = vec!["--network", "host"];
         args.extend_from_slice(extra);
+        settle();
         let started = Instant::now();
         let output = self
             .daemon

@@ -5,6 +5,8 @@
 //! `kilntest` user that `scripts/setup.sh` creates with subuid/subgid ranges
 //! (`rootless::…`), where kiln maps ids with newuidmap/newgidmap itself.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -79,11 +81,7 @@ impl Env {
 fn setup_as(user: User, dockerfile: &str, files: &[(&str, &str)]) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("store");
-    let store = Store::open(&home).unwrap();
-    let busybox = kiln_testimages::images::busybox().unwrap();
-    store
-        .import_layout(&busybox.layout, &busybox.name, "busybox:latest")
-        .unwrap();
+    support::busybox_store(&home);
     let context = dir.path().join("ctx");
     std::fs::create_dir_all(&context).unwrap();
     std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();

@@ -4,6 +4,8 @@
 //! stages out, a missing cache is a warning, and a registry serving a wrong blob
 //! is caught.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -37,11 +39,7 @@ impl Fixture {
     /// A fresh store holding only the busybox base image.
     fn store(&self, name: &str) -> PathBuf {
         let home = self.dir.path().join(name);
-        let store = Store::open(&home).unwrap();
-        let busybox = kiln_testimages::images::busybox().unwrap();
-        store
-            .import_layout(&busybox.layout, &busybox.name, "busybox:latest")
-            .unwrap();
+        support::busybox_store(&home);
         home
     }
 

@@ -3,6 +3,9 @@
 //! base, Debian bookworm + python3), a fresh store per test, and Debian's
 //! docker-registry started on loopback by the harness for push, lock and rollback.
 
+mod support;
+use support::git;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -27,11 +30,7 @@ impl Env {
 fn setup(files: &[(&str, &str)]) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("store");
-    let store = Store::open(&home).unwrap();
-    let busybox = kiln_testimages::images::busybox().unwrap();
-    store
-        .import_layout(&busybox.layout, &busybox.name, "busybox:latest")
-        .unwrap();
+    support::busybox_store(&home);
     let env = Env { dir, home };
     write_files(&env, files);
     env
@@ -186,27 +185,6 @@ fn registry_digest(reference: &str) -> String {
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     json["Digest"].as_str().unwrap().to_owned()
-}
-
-/// Runs git in `dir` (committer set, so no configuration is needed).
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=kiln test",
-            "-c",
-            "user.email=test@example.invalid",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git is needed for the release tag tests (apt-get install git)");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// The tags of a repository, as skopeo (a real client) lists them.

@@ -17,11 +17,12 @@
 //! Everything skips with a message when dockerd cannot run here (not root,
 //! docker.io not installed).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kiln_builder::store::Store;
 use kiln_testimages::docker::{
     Builder, DockerDaemon, DockerError, FlatFile, FlatImage, flatten_docker_archive,
 };
@@ -49,11 +50,7 @@ struct Env {
 fn setup(dockerfile: &str, files: &[(&str, &str, u32)]) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("store");
-    let store = Store::open(&home).unwrap();
-    let busybox = kiln_testimages::images::busybox().unwrap();
-    store
-        .import_layout(&busybox.layout, &busybox.name, "busybox:latest")
-        .unwrap();
+    support::busybox_store(&home);
     let context = dir.path().join("ctx");
     std::fs::create_dir_all(&context).unwrap();
     std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();

@@ -5,6 +5,8 @@
 //! with umoci and inspected; layer blobs are listed and decompressed with tar and
 //! gzip.
 
+mod support;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,11 +22,7 @@ struct Env {
 fn setup(dockerfile: &str, files: &[(&str, &str)]) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("store");
-    let store = Store::open(&home).unwrap();
-    let busybox = kiln_testimages::images::busybox().unwrap();
-    store
-        .import_layout(&busybox.layout, &busybox.name, "busybox:latest")
-        .unwrap();
+    support::busybox_store(&home);
     let context = dir.path().join("ctx");
     std::fs::create_dir_all(&context).unwrap();
     std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();

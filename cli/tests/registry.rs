@@ -1,9 +1,10 @@
 //! `kiln push`, `inspect`, `tag` and `pull` against Debian's docker-registry
 //! started on loopback by the harness.
 
+mod support;
+
 use std::process::{Command, Output};
 
-use kiln_builder::store::Store;
 use kiln_testimages::registry::{Mode, TestRegistry};
 
 fn kiln(home: &std::path::Path, args: &[&str]) -> Output {
@@ -33,11 +34,7 @@ fn build_push_inspect_retag_and_pull_back() {
     let registry = TestRegistry::start(Mode::Http).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("store");
-    let store = Store::open(&home).unwrap();
-    let busybox = kiln_testimages::images::busybox().unwrap();
-    store
-        .import_layout(&busybox.layout, &busybox.name, "busybox:latest")
-        .unwrap();
+    support::busybox_store(&home);
     let ctx = dir.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(

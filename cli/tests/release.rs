@@ -3,6 +3,9 @@
 //! seeds' rollback drill — ship 1.0.0, ship a broken 1.1.0 as `stable`, roll
 //! `stable` back to 1.0.0 with `kiln rollback`, no layer transferred.
 
+mod support;
+use support::git;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -32,26 +35,6 @@ fn ok(out: &Output) -> String {
         .unwrap()
         .trim()
         .to_owned()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=kiln test",
-            "-c",
-            "user.email=test@example.invalid",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git is needed for the release tests (apt-get install git)");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// One plain HTTP/1.1 request to the registry; (status line, headers, body).

@@ -6,6 +6,8 @@
 //! referrers API, so the `sha256-<hex>` tag fallback), and `kiln sbom` over a
 //! registry and an OCI layout.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -705,11 +707,7 @@ fn check_push_and_catalog(fx: &Fixture, store: &Store, image: &str, local_docume
 fn multi_stage_sbom_reports_only_what_reaches_the_final_stage() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("store");
-    let store = Store::open(&home).unwrap();
-    let busybox = kiln_testimages::images::busybox().unwrap();
-    store
-        .import_layout(&busybox.layout, &busybox.name, "busybox:latest")
-        .unwrap();
+    let store = support::busybox_store(&home);
     let context = dir.path().join("ctx");
     std::fs::create_dir_all(&context).unwrap();
     let site = "/usr/lib/python3/dist-packages";

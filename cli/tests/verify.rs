@@ -10,6 +10,8 @@
 //! its layer and instruction; a build arg that changes ENV and LABEL must show
 //! as config fields. JSON reports are parsed and their fields asserted.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -32,11 +34,7 @@ impl Env {
     fn new(dockerfile: &str, files: &[(&str, &str)]) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("store");
-        let store = Store::open(&home).unwrap();
-        let busybox = kiln_testimages::images::busybox().unwrap();
-        store
-            .import_layout(&busybox.layout, &busybox.name, "busybox:latest")
-            .unwrap();
+        support::busybox_store(&home);
         let context = dir.path().join("ctx");
         std::fs::create_dir_all(&context).unwrap();
         let env = Env {
