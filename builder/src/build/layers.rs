@@ -14,33 +14,87 @@ pub(super) fn ensure_snapshots(
 ) -> Result<Vec<PathBuf>, Error> {
     let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let chains = chain_ids(&diff_ids);
-    let mut dirs = Vec::with_capacity(layers.len());
-    for (layer, chain) in layers.iter().zip(&chains) {
-        let snapshots = match &shared.base_snapshots {
-            Some((base, chains)) if chains.contains(chain) => base,
-            _ => &shared.snapshots,
+    let snapshots_of = |chain: &Digest| match &shared.base_snapshots {
+        Some((base, chains)) if chains.contains(chain) => base,
+        _ => &shared.snapshots,
+    };
+    let missing = || -> Vec<(&LayerRef, &Digest)> {
+        layers
+            .iter()
+            .zip(&chains)
+            .filter(|(_, chain)| !snapshots_of(chain).exists(chain))
+            .collect()
+    };
+    if !missing().is_empty() {
+        let _one_at_a_time = shared.unpacking.lock().expect("unpack lock");
+        // Another stage may have unpacked some while this one waited.
+        let missing = missing();
+        // Each layer has a directory of its own: unpack them side by side (file
+        // creation and inflating, both per layer, keep a core each busy).
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(missing.len());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let unpack_from_queue = || -> Result<(), Error> {
+            loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((layer, chain)) = missing.get(index) else {
+                    return Ok(());
+                };
+                unpack_snapshot(
+                    shared,
+                    snapshots_of(chain),
+                    layer,
+                    chain,
+                    location,
+                    instruction,
+                )?;
+            }
         };
-        let dir = snapshots.ensure(chain, |dest: &Path| -> Result<(), Error> {
-            let blob = shared.store.open_blob(&layer.digest)?;
-            // The executor mounts overlayfs with `userxattr`, so opaque markers
-            // of lower dirs live in the user namespace.
-            let options = layer::ApplyOptions {
-                overlay_xattrs: layer::OverlayXattrNamespace::User,
-                ..layer::ApplyOptions::overlay_lower_dir(Some(layer.diff_id.clone()))
-            };
-            layer::unpack_layer(std::io::BufReader::new(blob), dest, &options).map_err(
-                |source| Error::Layer {
-                    location: location.to_owned(),
-                    instruction: instruction.to_owned(),
-                    source,
-                },
-            )?;
-            Ok(())
-        })?;
-        dirs.push(dir);
+        let outcomes: Vec<Result<(), Error>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| scope.spawn(unpack_from_queue))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("unpack thread panicked"))
+                .collect()
+        });
+        outcomes.into_iter().collect::<Result<(), Error>>()?;
     }
-    dirs.reverse();
-    Ok(dirs)
+    Ok(chains
+        .iter()
+        .rev()
+        .map(|chain| snapshots_of(chain).path(chain))
+        .collect())
+}
+
+/// Unpacks `layer` as the snapshot of `chain` (a no-op if it is there).
+fn unpack_snapshot(
+    shared: &Shared<'_>,
+    snapshots: &Snapshots,
+    layer: &LayerRef,
+    chain: &Digest,
+    location: &str,
+    instruction: &str,
+) -> Result<PathBuf, Error> {
+    snapshots.ensure(chain, |dest: &Path| -> Result<(), Error> {
+        let blob = shared.store.open_blob(&layer.digest)?;
+        // The executor mounts overlayfs with `userxattr`, so opaque markers
+        // of lower dirs live in the user namespace.
+        let options = layer::ApplyOptions {
+            overlay_xattrs: layer::OverlayXattrNamespace::User,
+            ..layer::ApplyOptions::overlay_lower_dir(Some(layer.diff_id.clone()))
+        };
+        layer::unpack_layer(std::io::BufReader::new(blob), dest, &options).map_err(|source| {
+            Error::Layer {
+                location: location.to_owned(),
+                instruction: instruction.to_owned(),
+                source,
+            }
+        })?;
+        Ok(())
+    })
 }
 
 pub(super) fn rootfs_view(

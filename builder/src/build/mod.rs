@@ -252,6 +252,9 @@ struct Shared<'a> {
     snapshotter: stepfs::Choice,
     /// Set once overlayfs failed to mount under `auto`: copy mode from then on.
     copy_fallback: std::sync::atomic::AtomicBool,
+    /// Held while base layers are unpacked, so two stages on one base wait for
+    /// each other instead of unpacking it twice.
+    unpacking: Mutex<()>,
 }
 
 /// Builds the image `request` describes into `store`.
@@ -455,6 +458,7 @@ pub fn build(
         proxy_args: resolved.proxy_args.clone(),
         snapshotter: stepfs::Choice::from_env()?,
         copy_fallback: std::sync::atomic::AtomicBool::new(false),
+        unpacking: Mutex::new(()),
     };
 
     stepfs::announce(&shared);
