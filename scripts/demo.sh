@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 
 echo "==> building kiln" >&2
-cargo build --release --locked -p kiln-cli -p kiln-testimages --example make-busybox
+# Two builds: with --example, cargo builds only the named targets, not kiln.
+cargo build --release --locked -p kiln-cli
+cargo build --release --locked -p kiln-testimages --example make-busybox
 kiln=target/release/kiln
 
 work=${KILN_DEMO_DIR:-$(mktemp -d)}
