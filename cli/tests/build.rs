@@ -6,6 +6,7 @@
 //! (`rootless::…`), where kiln maps ids with newuidmap/newgidmap itself.
 
 mod support;
+use support::stderr;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -138,10 +139,6 @@ fn build_with(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Output {
     let ctx = env.context.to_str().unwrap().to_owned();
     args.push(&ctx);
     kiln_with(env, &args, vars)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn events(out: &Output) -> Vec<serde_json::Value> {

@@ -5,6 +5,7 @@
 
 mod support;
 use support::git;
+use support::stderr;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -81,10 +82,6 @@ fn kiln_with(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Output {
 
 fn kiln(env: &Env, args: &[&str]) -> Output {
     kiln_with(env, args, &[])
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn ok(out: &Output) -> String {

@@ -6,6 +6,7 @@
 //! gzip.
 
 mod support;
+use support::stderr;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -60,10 +61,6 @@ fn build_with(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Output {
 
 fn build(env: &Env, extra: &[&str]) -> Output {
     build_with(env, extra, &[])
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn assert_ok(out: &Output) {

@@ -1,6 +1,9 @@
 //! `kiln lint` as a user runs it: the real binary over the builder's lint
 //! fixtures — output formats, exit codes, default files, ignore options.
 
+mod support;
+use support::stderr;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -19,10 +22,6 @@ fn kiln(dir: &Path, args: &[&str]) -> Output {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

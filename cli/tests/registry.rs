@@ -2,32 +2,11 @@
 //! started on loopback by the harness.
 
 mod support;
+use support::{kiln, ok};
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use kiln_testimages::registry::{Mode, TestRegistry};
-
-fn kiln(home: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("KILN_HOME", home)
-        .env("NO_COLOR", "1")
-        .env("DOCKER_CONFIG", home.join("docker-config"))
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .trim()
-        .to_owned()
-}
 
 #[test]
 fn build_push_inspect_retag_and_pull_back() {

@@ -5,37 +5,14 @@
 
 mod support;
 use support::git;
+use support::{kiln, ok};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kiln_testimages::registry::{Mode, TestRegistry};
-
-fn kiln(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("KILN_HOME", home)
-        .env("NO_COLOR", "1")
-        .env("DOCKER_CONFIG", home.join("docker-config"))
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .trim()
-        .to_owned()
-}
 
 /// One plain HTTP/1.1 request to the registry; (status line, headers, body).
 fn http(host: &str, method: &str, path: &str) -> (String, Vec<(String, String)>, String) {

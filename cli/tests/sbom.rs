@@ -7,10 +7,11 @@
 //! registry and an OCI layout.
 
 mod support;
+use support::{kiln, ok, stderr};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use kiln_builder::build::sbom::{self, EMPTY_MEDIA_TYPE, SBOM_ARTIFACT_TYPE};
@@ -128,33 +129,6 @@ fn wheel(name: &str, version: &str) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------- helpers
-
-fn kiln(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("KILN_HOME", home)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env("NO_COLOR", "1")
-        .env("DOCKER_CONFIG", home.join("docker-config"))
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "kiln failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// CycloneDX 1.6 schema validation, `None` when `shared/` is absent.
 fn schema_errors(document: &[u8]) -> Option<Vec<String>> {

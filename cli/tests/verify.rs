@@ -11,6 +11,7 @@
 //! as config fields. JSON reports are parsed and their fields asserted.
 
 mod support;
+use support::stderr;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -127,10 +128,6 @@ fn running_as_root() -> bool {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn exit_code(out: &Output) -> i32 {

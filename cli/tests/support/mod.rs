@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use kiln_builder::store::Store;
 
@@ -39,4 +39,31 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Runs the kiln under test with its store at `home`: no colour, its own
+/// docker config, and no SOURCE_DATE_EPOCH from the test's environment.
+pub fn kiln(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("KILN_HOME", home)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("NO_COLOR", "1")
+        .env("DOCKER_CONFIG", home.join("docker-config"))
+        .output()
+        .unwrap()
+}
+
+/// stdout, trimmed, of a command that must have succeeded (else its stderr
+/// fails the test).
+pub fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "kiln failed:\n{}", stderr(out));
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
